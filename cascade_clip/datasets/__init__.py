@@ -1,0 +1,9 @@
+from .coco_stuff import ZeroCOCOStuffDataset
+from .context import ZeroPascalVOCDataset59
+from .voc import ZeroPascalVOCDataset20
+from .zero_shot import CheckSegMap, ZeroShotDataset, harmonic_iou
+
+__all__ = [
+    'ZeroShotDataset', 'ZeroCOCOStuffDataset', 'ZeroPascalVOCDataset20', 'ZeroPascalVOCDataset59',
+    'CheckSegMap', 'harmonic_iou'
+]

@@ -1,0 +1,17 @@
+from mmseg.datasets.builder import DATASETS
+from mmseg.datasets.voc import PascalVOCDataset
+
+from .zero_shot import ZeroShotDataset
+
+
+@DATASETS.register_module()
+class ZeroPascalVOCDataset20(ZeroShotDataset):
+    """Pascal VOC 2012 (+aug), 20 classes without background (``reduce_zero_label=True``)."""
+    CLASSES = PascalVOCDataset.CLASSES[1:]
+    PALETTE = PascalVOCDataset.PALETTE[1:]
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault('img_suffix', '.jpg')
+        kwargs.setdefault('seg_map_suffix', '.png')
+        kwargs.setdefault('reduce_zero_label', True)
+        super().__init__(**kwargs)

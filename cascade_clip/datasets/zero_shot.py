@@ -1,0 +1,166 @@
+"""Generic zero-shot segmentation dataset with seen / unseen / hIoU evaluation (SPEC §8)."""
+import os.path as osp
+from collections import OrderedDict
+from typing import Dict, List, Optional, Sequence
+
+import mmcv
+import numpy as np
+from mmcv.utils import print_log
+from mmseg.core.evaluation.metrics import intersect_and_union, pre_eval_to_metrics
+from mmseg.datasets.builder import DATASETS, PIPELINES
+from mmseg.datasets.custom import CustomDataset
+from prettytable import PrettyTable
+
+
+def harmonic_iou(seen: float, unseen: float) -> float:
+    """hIoU = 2·S·U / (S + U) (0 when both are 0, NaN when either is NaN)."""
+    if np.isnan(seen) or np.isnan(unseen):
+        return float('nan')
+    return 0.0 if seen + unseen == 0 else 2 * seen * unseen / (seen + unseen)
+
+
+@PIPELINES.register_module()
+class CheckSegMap:
+    """Fail clearly on a label map whose size differs from its image's or whose values are
+    not class ids (0..num_classes-1) or the ignore index. Goes right after LoadAnnotations."""
+
+    def __init__(self, num_classes: int, ignore_index: int = 255):
+        self.num_classes = num_classes
+        self.ignore_index = ignore_index
+
+    def __call__(self, results: dict) -> dict:
+        gt = results.get('gt_semantic_seg')
+        if gt is None:
+            return results
+        seg_file = osp.join(results.get('seg_prefix') or '', results['ann_info']['seg_map'])
+        if 'img' in results and results['img'].shape[:2] != gt.shape[:2]:
+            raise ValueError(f'label map {seg_file} has size {gt.shape[:2]} (H, W) but its image '
+                             f'{results.get("filename")} has {results["img"].shape[:2]}')
+        check_label_values(gt, self.num_classes, self.ignore_index, seg_file)
+        return results
+
+
+def check_label_values(gt: np.ndarray, num_classes: int, ignore_index: int, name: str) -> None:
+    values = np.unique(gt)
+    bad = values[(values != ignore_index) & ((values < 0) | (values >= num_classes))]
+    if bad.size:
+        raise ValueError(f'label map {name} holds values {bad.tolist()} that are not class ids '
+                         f'0..{num_classes - 1} nor the ignore index {ignore_index}')
+
+
+@DATASETS.register_module()
+class ZeroShotDataset(CustomDataset):
+    """Any folder of images + label maps, with class names and the unseen classes in the config.
+
+    Args (besides CustomDataset's):
+        unseen_classes: ids of the unseen (novel) classes; the others are seen. Empty for a
+            plain (e.g. cross-dataset) evaluation.
+        check_labels: insert :class:`CheckSegMap` after ``LoadAnnotations``.
+
+    ``evaluate`` returns fractions: ``aAcc``, ``mIoU``, ``mIoU_seen``, ``mIoU_unseen``,
+    ``hIoU`` (the last three only with unseen classes) and ``IoU.<name>`` per class.
+    """
+
+    def __init__(self,
+                 pipeline: List[dict],
+                 img_dir: str,
+                 unseen_classes: Sequence[int] = (),
+                 check_labels: bool = True,
+                 **kwargs):
+        data_root = kwargs.get('data_root')
+        if data_root is not None and not osp.isdir(data_root):
+            raise FileNotFoundError(f'data root not found: {data_root} (see README, "Datasets")')
+        split = kwargs.get('split')
+        if split is not None:
+            split_path = split if data_root is None or osp.isabs(split) else osp.join(data_root, split)
+            if not osp.isfile(split_path):
+                raise FileNotFoundError(f'split file not found: {split_path}')
+        pipeline = list(pipeline)
+        for i, t in enumerate(pipeline):
+            if t.get('type') == 'LoadAnnotations':
+                # the dataset knows whether its label maps count background as 0
+                pipeline[i] = dict(t, reduce_zero_label=kwargs.get('reduce_zero_label', False))
+                if check_labels:
+                    n = len(kwargs.get('classes') or self.CLASSES or ())
+                    pipeline.insert(i + 1, dict(type='CheckSegMap', num_classes=n,
+                                                ignore_index=kwargs.get('ignore_index', 255)))
+                break
+        super().__init__(pipeline, img_dir, **kwargs)
+        if not osp.isdir(self.img_dir):
+            raise FileNotFoundError(f'image folder not found: {self.img_dir}')
+        if self.ann_dir is not None:
+            for info in self.img_infos:
+                seg = osp.join(self.ann_dir, info['ann']['seg_map'])
+                if not osp.isfile(seg):
+                    raise FileNotFoundError(f'image {osp.join(self.img_dir, info["filename"])} '
+                                            f'has no label map: {seg} does not exist')
+        n = len(self.CLASSES)
+        unseen = sorted(int(i) for i in unseen_classes)
+        outside = [i for i in unseen if not 0 <= i < n]
+        if outside:
+            raise ValueError(f'unseen_classes {outside} are outside the {n} classes')
+        self.unseen_classes = unseen
+        self.seen_classes = [i for i in range(n) if i not in set(unseen)]
+
+    def load_annotations(self, img_dir, img_suffix, ann_dir, seg_map_suffix, split):
+        img_infos = super().load_annotations(img_dir, img_suffix, ann_dir, seg_map_suffix, split)
+        if not img_infos:
+            raise FileNotFoundError(f'no images ending in {img_suffix!r} found in {img_dir}'
+                                    + (f' (split {split})' if split else ''))
+        return img_infos
+
+    def pre_eval(self, preds, indices):
+        if not isinstance(indices, list):
+            indices = [indices]
+        if not isinstance(preds, list):
+            preds = [preds]
+        out = []
+        for pred, index in zip(preds, indices):
+            gt = self.get_gt_seg_map_by_idx(index)
+            name = self.img_infos[index]['ann']['seg_map']
+            if pred.shape != gt.shape:
+                raise ValueError(f'prediction of size {pred.shape} for label map {name} of size '
+                                 f'{gt.shape}')
+            check_label_values(gt, len(self.CLASSES), self.ignore_index, name)
+            out.append(
+                intersect_and_union(pred, gt, len(self.CLASSES), self.ignore_index,
+                                    label_map=dict(), reduce_zero_label=False))
+        return out
+
+    def evaluate(self, results, metric='mIoU', logger=None, gt_seg_maps=None, **kwargs) -> Dict:
+        """Seen / unseen / hIoU metrics (fractions) from per-image predictions or pre_eval."""
+        metrics = [metric] if isinstance(metric, str) else list(metric)
+        if not set(metrics) <= {'mIoU', 'mDice', 'mFscore'}:
+            raise KeyError(f'metric {metrics} is not supported (mIoU, mDice, mFscore)')
+        if mmcv.is_list_of(results, np.ndarray) or mmcv.is_list_of(results, str):
+            results = [r for i, res in enumerate(results) for r in self.pre_eval(
+                res if isinstance(res, np.ndarray) else np.load(res), i)]
+        ret = pre_eval_to_metrics(results, metrics)
+        names = list(self.CLASSES)
+        per_class = {k: np.asarray(v, dtype=np.float64) for k, v in ret.items() if k != 'aAcc'}
+        eval_results = OrderedDict(aAcc=float(ret['aAcc']))
+        groups = [('all', list(range(len(names))))]
+        if self.unseen_classes:
+            groups += [('seen', self.seen_classes), ('unseen', self.unseen_classes)]
+        summary = PrettyTable(['split'] + list(per_class))
+        for gname, idx in groups:
+            row = [gname]
+            for key, vals in per_class.items():
+                m = float(np.nanmean(vals[idx])) if len(idx) else float('nan')
+                suffix = '' if gname == 'all' else f'_{gname}'
+                eval_results[f'm{key}{suffix}'] = m
+                row.append(f'{100 * m:.2f}')
+            summary.add_row(row)
+        if self.unseen_classes and 'IoU' in per_class:
+            eval_results['hIoU'] = harmonic_iou(eval_results['mIoU_seen'], eval_results['mIoU_unseen'])
+            summary.add_row(['hIoU', f'{100 * eval_results["hIoU"]:.2f}'] + [''] * (len(per_class) - 1))
+        for gname, idx in groups[1:] if self.unseen_classes else groups:
+            table = PrettyTable(['class'] + list(per_class))
+            for i in idx:
+                table.add_row([names[i]] + [f'{100 * per_class[k][i]:.2f}' for k in per_class])
+            print_log(f'per-class results ({gname} classes):\n' + table.get_string(), logger)
+        print_log(f'summary (aAcc {100 * eval_results["aAcc"]:.2f}):\n' + summary.get_string(), logger)
+        for key, vals in per_class.items():
+            for i, name in enumerate(names):
+                eval_results[f'{key}.{name}'] = float(vals[i])
+        return eval_results

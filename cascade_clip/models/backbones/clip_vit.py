@@ -1,0 +1,133 @@
+"""``CLIPVisionTransformer``: CLIP's ViT image encoder with multi-level outputs."""
+from typing import List, Optional, Sequence, Tuple
+
+import torch
+import torch.nn as nn
+from mmcv.runner import BaseModule
+from mmcv.utils import print_log
+from mmseg.models.builder import BACKBONES
+from mmseg.utils import get_root_logger
+
+from ...clip.checkpoint import convert_clip_visual, load_clip_state_dict, resize_pos_embed
+from .clip_layers import LayerNorm, Transformer, check_width, l2_normalize
+
+
+@BACKBONES.register_module()
+class CLIPVisionTransformer(BaseModule):
+    """CLIP ViT (SPEC §2) without prompts.
+
+    Args:
+        input_resolution: size of the position-embedding grid in pixels (grid = this /
+            patch_size); inputs of any size divisible by patch_size are accepted, the grid
+            is resized bilinearly to them.
+        patch_size, width, layers, heads, output_dim: CLIP's ViT hyper-parameters.
+        drop_path_rate: stochastic depth of the last block (linear from 0).
+        out_indices: blocks whose output is returned.
+        get_embeddings: also compute the projected dense and global embeddings.
+        pretrained: path of an OpenAI CLIP file (TorchScript archive or state dict).
+
+    Returns (``forward``): ``[maps, global]`` where ``maps`` is a tuple: the raw
+    (B, width, h, w) outputs of the ``out_indices`` blocks when there are several, else the
+    L2-normalised (B, output_dim, h, w) dense embedding; ``global`` is (B, output_dim),
+    L2-normalised. Without ``get_embeddings`` only ``[maps]``.
+    """
+
+    def __init__(self,
+                 input_resolution: int = 224,
+                 patch_size: int = 32,
+                 width: int = 768,
+                 layers: int = 12,
+                 heads: int = 12,
+                 output_dim: int = 512,
+                 drop_path_rate: float = 0.0,
+                 out_indices: Sequence[int] = (3, 5, 7, 11),
+                 pretrained: Optional[str] = None,
+                 get_embeddings: bool = False,
+                 init_cfg=None,
+                 **kwargs):
+        super().__init__(init_cfg=init_cfg)
+        if input_resolution % patch_size:
+            raise ValueError(f'input_resolution {input_resolution} is not a multiple of '
+                             f'patch_size {patch_size}')
+        out_indices = [int(i) for i in out_indices]
+        if any(not 0 <= i < layers for i in out_indices):
+            raise ValueError(f'out_indices {out_indices} must lie in [0, {layers}) (layers={layers})')
+        self.pretrained = pretrained
+        self.input_resolution = input_resolution
+        self.patch_size = patch_size
+        self.width = width
+        self.output_dim = output_dim
+        self.num_layers = layers
+        self.out_indices = out_indices
+        self.get_embeddings = get_embeddings
+        self.spatial_size = input_resolution // patch_size
+
+        scale = width**-0.5
+        self.conv1 = nn.Conv2d(3, width, kernel_size=patch_size, stride=patch_size, bias=False)
+        self.class_embedding = nn.Parameter(scale * torch.randn(width))
+        self.positional_embedding = nn.Parameter(scale * torch.randn(self.spatial_size**2 + 1, width))
+        self.ln_pre = LayerNorm(width)
+        self.transformer = Transformer(width, layers, heads, drop_path_rate=drop_path_rate)
+        if get_embeddings:
+            self.ln_post = LayerNorm(width)
+            self.proj = nn.Parameter(scale * torch.randn(width, output_dim))
+
+    # ------------------------------------------------------------------ loading
+    def init_weights(self, pretrained: Optional[str] = None) -> None:
+        """Load the image tower of a CLIP file (non-strict; logs missing/unexpected keys)."""
+        pretrained = pretrained or self.pretrained
+        if not isinstance(pretrained, str):
+            return
+        state_dict = convert_clip_visual(load_clip_state_dict(pretrained))
+        if not state_dict:
+            raise ValueError(f'{pretrained} has no image-encoder keys ("visual.*")')
+        check_width(state_dict, 'conv1.weight', self.width, 0, pretrained, 'visual width')
+        check_width(state_dict, 'conv1.weight', self.patch_size, 2, pretrained, 'patch size')
+        if 'positional_embedding' in state_dict:
+            pos = state_dict['positional_embedding']
+            if pos.shape != self.positional_embedding.shape:
+                print_log(f'resizing positional_embedding {tuple(pos.shape)} -> '
+                          f'{tuple(self.positional_embedding.shape)}', logger=get_root_logger())
+                state_dict['positional_embedding'] = resize_pos_embed(
+                    pos, (self.spatial_size, self.spatial_size))
+        missing, unexpected = self.load_state_dict(state_dict, strict=False)
+        print_log(f'{type(self).__name__}: loaded {pretrained}; missing keys (kept at their '
+                  f'initialisation): {missing}; unexpected keys (ignored): {unexpected}',
+                  logger=get_root_logger())
+
+    # ------------------------------------------------------------------ forward
+    def pos_embed(self, h: int, w: int) -> torch.Tensor:
+        """(1, 1 + h*w, C): class slot pos[0] + class_embedding, spatial grid resized to (h, w)."""
+        pos = self.positional_embedding
+        cls_pos = pos[:1] + self.class_embedding  # the class embedding is added twice (as published)
+        spatial = resize_pos_embed(pos, (h, w))[1:]
+        return torch.cat([cls_pos, spatial], dim=0).unsqueeze(0)
+
+    def embed(self, x: torch.Tensor) -> Tuple[torch.Tensor, int, int]:
+        """Image (B, 3, H, W) -> ln_pre(tokens + pos) (B, 1 + h*w, C), h, w."""
+        x = self.conv1(x)
+        B, C, h, w = x.shape
+        x = x.flatten(2).transpose(1, 2)
+        cls = self.class_embedding.to(x.dtype).expand(B, 1, C)
+        x = torch.cat([cls, x], dim=1) + self.pos_embed(h, w).to(x.dtype)
+        return self.ln_pre(x), h, w
+
+    @staticmethod
+    def to_map(tokens: torch.Tensor, h: int, w: int) -> torch.Tensor:
+        """(B, h*w, C) -> (B, C, h, w)."""
+        return tokens.transpose(1, 2).reshape(tokens.shape[0], -1, h, w)
+
+    def forward(self, x: torch.Tensor) -> List:
+        x, h, w = self.embed(x)
+        features = []
+        for i, blk in enumerate(self.transformer.resblocks):
+            x = blk(x)
+            if len(self.out_indices) > 1 and i in self.out_indices:
+                features.append(self.to_map(x[:, 1:], h, w).contiguous())
+        if not self.get_embeddings:
+            return [tuple(features)]
+        x = self.ln_post(x) @ self.proj
+        global_embedding = l2_normalize(x[:, 0], dim=-1)
+        if len(self.out_indices) == 1:
+            features.append(l2_normalize(self.to_map(x[:, 1:], h, w), dim=1))
+        return [tuple(features), global_embedding]

@@ -1,0 +1,3 @@
+from .cascade_head import ATMSingleHeadSeg
+
+__all__ = ['ATMSingleHeadSeg']

@@ -1,0 +1,4 @@
+from .mask_loss import (SegLossPlus, dice_loss, label_to_onehot, reduce_num_masks,
+                        sigmoid_focal_loss)
+
+__all__ = ['SegLossPlus', 'sigmoid_focal_loss', 'dice_loss', 'label_to_onehot', 'reduce_num_masks']

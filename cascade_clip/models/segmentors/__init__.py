@@ -1,0 +1,3 @@
+from .cascade_clip import CascadeCLIP
+
+__all__ = ['CascadeCLIP']

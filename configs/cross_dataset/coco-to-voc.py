@@ -1,0 +1,15 @@
+# A model trained on COCO-Stuff (inductive) evaluated on Pascal VOC 20 with VOC's text
+# embeddings. Every target class is a "base" class, so the calibration shifts all scores
+# equally and the report is plain mIoU.
+#   python tools/test.py configs/cross_dataset/coco-to-voc.py COCO_CKPT --eval mIoU
+_base_ = [
+    '../_base_/models/cascade_clip_vit-b16.py', '../_base_/datasets/zero_voc12_20_aug.py',
+    '../_base_/default_runtime.py', '../_base_/schedules/schedule_80k.py'
+]
+model = dict(
+    base_class={{_base_.both_class}},
+    novel_class=[],
+    both_class={{_base_.both_class}},
+    backbone=dict(num_tokens=50),
+    load_text_embedding='text_embeddings/voc20_single.npy')
+data = dict(val=dict(unseen_classes=[]), test=dict(unseen_classes=[]))

@@ -1,0 +1,22 @@
+from setuptools import find_packages, setup
+
+
+def read_version():
+    ns = {}
+    with open('cascade_clip/version.py') as f:
+        exec(f.read(), ns)
+    return ns['__version__']
+
+
+setup(
+    name='cascade_clip',
+    version=read_version(),
+    description='Cascade-CLIP (ICML 2024) zero-shot semantic segmentation as an MMSegmentation 0.x plugin',
+    packages=find_packages(include=['cascade_clip', 'cascade_clip.*']),
+    package_data={'cascade_clip.clip': ['bpe_simple_vocab_16e6.txt.gz', 'LICENSE_CLIP']},
+    include_package_data=True,
+    python_requires='>=3.8',
+    # torch, torchvision and mmcv-full (built with ops) are installed by tools/setup_env.sh
+    install_requires=['mmsegmentation==0.30.0', 'ftfy', 'regex', 'numpy'],
+    zip_safe=False,
+)
