@@ -85,6 +85,9 @@ class ZeroShotDataset(CustomDataset):
                     pipeline.insert(i + 1, dict(type='CheckSegMap', num_classes=n,
                                                 ignore_index=kwargs.get('ignore_index', 255)))
                 break
+        # evaluation ground truth is read like the training labels (background reduced away)
+        kwargs.setdefault('gt_seg_map_loader_cfg',
+                          dict(reduce_zero_label=kwargs.get('reduce_zero_label', False)))
         super().__init__(pipeline, img_dir, **kwargs)
         if not osp.isdir(self.img_dir):
             raise FileNotFoundError(f'image folder not found: {self.img_dir}')

@@ -15,6 +15,7 @@ from mmseg.utils import get_root_logger
 
 from ...clip.templates import MULTI_TEMPLATES, SINGLE_TEMPLATE
 from ...clip.text_embeddings import compute_text_embeddings
+from ...utils.visualize import draw_segmentation
 
 EMBEDDING_HELP = ('make it with: python tools/build_text_embeddings.py --clip '
                   'clip_pretrain/ViT-B-16.pt --dataset <coco_stuff|voc20|context59> '
@@ -59,6 +60,8 @@ class CascadeCLIP(EncoderDecoder):
         exclude_key: substring(s) of the image-encoder parameter names that are trained when
             ``ft_backbone`` is False (published: 'prompt').
         load_text_embedding: .npy file of (num_classes, D) text embeddings.
+        amp_dtype: None (fp32), 'bf16' (CPU and CUDA) or 'fp16' (CUDA): autocast of the image
+            encoder and the head; LayerNorms, the loss and the score maps stay in fp32.
     """
 
     def __init__(self,
@@ -78,6 +81,7 @@ class CascadeCLIP(EncoderDecoder):
                  ft_backbone: bool = False,
                  exclude_key: Union[str, Sequence[str], None] = None,
                  load_text_embedding: Optional[str] = None,
+                 amp_dtype: Optional[str] = None,
                  neck=None,
                  auxiliary_head=None,
                  train_cfg=None,
@@ -132,6 +136,8 @@ class CascadeCLIP(EncoderDecoder):
         self.exclude_key = exclude_key
         self.load_text_embedding = load_text_embedding
         self.zero_shot = len(base_class) != len(both_class)
+        self.amp_dtype = amp_dtype
+        self._autocast_dtype()  # validate
         # the head scores all classes at test time
         self.num_classes = self.out_channels = len(both_class)
 
@@ -243,6 +249,19 @@ class CascadeCLIP(EncoderDecoder):
         self.text_encoder.eval()  # frozen, always in inference mode
         return self
 
+    def _autocast_dtype(self) -> Optional[torch.dtype]:
+        table = {None: None, 'fp32': None, 'bf16': torch.bfloat16, 'bfloat16': torch.bfloat16,
+                 'fp16': torch.float16, 'float16': torch.float16}
+        if self.amp_dtype not in table:
+            raise ValueError(f'amp_dtype must be one of None, "bf16", "fp16"; got {self.amp_dtype!r}')
+        return table[self.amp_dtype]
+
+    def autocast(self, device_type: str):
+        """Autocast context for ``amp_dtype`` on ``device_type`` (a no-op for fp32)."""
+        dtype = self._autocast_dtype()
+        return torch.autocast(device_type=device_type, dtype=dtype or torch.bfloat16,
+                              enabled=dtype is not None)
+
     # ------------------------------------------------------------------ training
     def remap_labels(self, gt: torch.Tensor) -> torch.Tensor:
         """Dataset ids -> training ids (inductive: base index / 255; transductive: unseen -> -1)."""
@@ -254,21 +273,25 @@ class CascadeCLIP(EncoderDecoder):
         return self.label_map[gt.long().clamp(0, 255)]
 
     def forward_train(self, img, img_metas, gt_semantic_seg) -> Dict[str, torch.Tensor]:
-        x = self.extract_feat(img)
         text = self.class_embeddings()
         if self.zero_shot and not self.self_training:
             text = text[self.base_class]
         gt = self.remap_labels(gt_semantic_seg)
         losses = dict()
-        loss_decode = self.decode_head.forward_train([x, text], img_metas, gt, self.train_cfg)
+        with self.autocast(img.device.type):
+            x = self.extract_feat(img)
+            loss_decode = self.decode_head.forward_train([x, text], img_metas, gt, self.train_cfg)
         losses.update(add_prefix(loss_decode, 'decode'))
         return losses
 
     # ------------------------------------------------------------------ inference
     def encode_decode(self, img, img_metas) -> torch.Tensor:
         """Calibrated scores (B, num_classes, H, W) at the input's size."""
-        x = self.extract_feat(img)
-        out = self.decode_head.forward_test([x, self.class_embeddings()], img_metas, self.test_cfg)
+        text = self.class_embeddings()
+        with self.autocast(img.device.type):
+            x = self.extract_feat(img)
+            out = self.decode_head.forward_test([x, text], img_metas, self.test_cfg)
+        out = out.float()
         if out.shape[2:] != img.shape[2:]:
             out = resize(out, size=img.shape[2:], mode='bilinear', align_corners=self.align_corners)
         return out
@@ -325,3 +348,19 @@ class CascadeCLIP(EncoderDecoder):
         # argmax of the scores == argmax of their softmax: the softmax is skipped
         seg_pred = self.predict_scores(img, img_meta, rescale).argmax(dim=1)
         return list(seg_pred.cpu().numpy())
+
+    def show_result(self, img, result, palette=None, win_name='', show=False, wait_time=0,
+                    out_file=None, opacity=0.5):
+        """Colour overlay of ``result[0]`` on ``img`` with a legend of the classes present."""
+        import mmcv
+        img = mmcv.imread(img)
+        names = list(self.CLASSES) if getattr(self, 'CLASSES', None) is not None else \
+            list(self.class_names or [str(i) for i in range(self.num_classes)])
+        palette = palette if palette is not None else getattr(self, 'PALETTE', None)
+        out = draw_segmentation(img, np.asarray(result[0]), names, palette, opacity)
+        if show:
+            mmcv.imshow(out, win_name, wait_time)
+        if out_file is not None:
+            mmcv.imwrite(out, out_file)
+        if not (show or out_file):
+            return out

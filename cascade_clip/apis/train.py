@@ -1,0 +1,93 @@
+"""``train_segmentor``: MMSeg's training flow, runnable on the CPU with several processes."""
+import copy
+import warnings
+
+import torch
+from mmcv.parallel import MMDataParallel, MMDistributedDataParallel
+from mmcv.runner import build_runner
+from mmcv.utils import build_from_cfg
+from mmcv.runner import HOOKS
+from mmseg.core import DistEvalHook, EvalHook, build_optimizer
+from mmseg.datasets import build_dataloader, build_dataset
+from mmseg.utils import find_latest_checkpoint, get_root_logger
+
+from .dist import broadcast_module, local_rank
+
+
+def wrap_model(model, device: str, distributed: bool, find_unused_parameters: bool = False):
+    """MMCV wrapper for ``device``: DDP on CUDA, a replicated CPU model otherwise.
+
+    On the CPU, MMSeg's ``build_ddp`` refuses the device; each process then keeps its own
+    replica in an ``MMDataParallel`` (which moves MMCV's DataContainers to the CPU), starting
+    from rank 0's weights, and the gradients are averaged by ``GradAllReduceOptimizerHook``.
+    """
+    if device == 'cuda':
+        if distributed:
+            return MMDistributedDataParallel(
+                model.cuda(), device_ids=[torch.cuda.current_device()], broadcast_buffers=False,
+                find_unused_parameters=find_unused_parameters)
+        return MMDataParallel(model.cuda(), device_ids=[0])
+    if device != 'cpu':
+        raise ValueError(f'unsupported device {device!r} (cuda or cpu)')
+    if distributed:
+        broadcast_module(model)
+    return MMDataParallel(model.cpu(), device_ids=None)
+
+
+def train_segmentor(model, dataset, cfg, distributed=False, validate=False, timestamp=None, meta=None):
+    """Train ``model`` as ``mmseg.apis.train_segmentor`` does (same config keys)."""
+    logger = get_root_logger(cfg.log_level)
+    dataset = dataset if isinstance(dataset, (list, tuple)) else [dataset]
+    device = cfg.get('device', 'cuda' if torch.cuda.is_available() else 'cpu')
+    loader_cfg = dict(num_gpus=len(cfg.gpu_ids), dist=distributed, seed=cfg.seed, drop_last=True)
+    loader_cfg.update({
+        k: v for k, v in cfg.data.items()
+        if k not in ['train', 'val', 'test', 'train_dataloader', 'val_dataloader', 'test_dataloader']
+    })
+    train_loader_cfg = {**loader_cfg, **cfg.data.get('train_dataloader', {})}
+    data_loaders = [build_dataloader(ds, **train_loader_cfg) for ds in dataset]
+
+    model = wrap_model(model, device, distributed, cfg.get('find_unused_parameters', False))
+    optimizer = build_optimizer(model, cfg.optimizer)
+    if cfg.get('runner') is None:
+        cfg.runner = {'type': 'AtomicIterBasedRunner', 'max_iters': cfg.total_iters}
+        warnings.warn('config is now expected to have a `runner` section', UserWarning)
+    runner = build_runner(
+        cfg.runner,
+        default_args=dict(model=model, batch_processor=None, optimizer=optimizer,
+                          work_dir=cfg.work_dir, logger=logger, meta=meta))
+
+    optimizer_config = copy.deepcopy(cfg.optimizer_config)
+    if distributed and device == 'cpu':
+        if optimizer_config.get('type', 'OptimizerHook') != 'OptimizerHook':
+            raise ValueError(f'optimizer_config type {optimizer_config["type"]} is not supported '
+                             f'for distributed CPU training')
+        optimizer_config['type'] = 'GradAllReduceOptimizerHook'
+    runner.register_training_hooks(cfg.lr_config, optimizer_config, cfg.checkpoint_config,
+                                   cfg.log_config, cfg.get('momentum_config', None))
+    runner.timestamp = timestamp
+
+    if validate:
+        val_dataset = build_dataset(cfg.data.val, dict(test_mode=True))
+        val_loader_cfg = {**loader_cfg, 'samples_per_gpu': 1, 'shuffle': False,
+                          **cfg.data.get('val_dataloader', {})}
+        val_dataloader = build_dataloader(val_dataset, **val_loader_cfg)
+        eval_cfg = copy.deepcopy(cfg.get('evaluation', {}))
+        eval_cfg['by_epoch'] = 'IterBased' not in cfg.runner['type']
+        eval_hook = DistEvalHook if distributed else EvalHook
+        runner.register_hook(eval_hook(val_dataloader, **eval_cfg), priority='LOW')
+
+    for hook_cfg in cfg.get('custom_hooks', None) or []:
+        hook_cfg = hook_cfg.copy()
+        priority = hook_cfg.pop('priority', 'NORMAL')
+        runner.register_hook(build_from_cfg(hook_cfg, HOOKS), priority=priority)
+
+    if cfg.resume_from is None and cfg.get('auto_resume'):
+        resume_from = find_latest_checkpoint(cfg.work_dir)
+        if resume_from is not None:
+            cfg.resume_from = resume_from
+    if cfg.resume_from:
+        runner.resume(cfg.resume_from, map_location='cpu' if device == 'cpu' else 'default')
+    elif cfg.load_from:
+        runner.load_checkpoint(cfg.load_from, map_location='cpu')
+    runner.run(data_loaders, cfg.workflow)

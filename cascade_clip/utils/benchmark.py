@@ -1,0 +1,83 @@
+"""Helpers shared by tools/get_flops.py, tools/get_fps.py and tools/benchmark.py."""
+import os.path as osp
+from typing import Optional, Tuple
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from mmcv.utils import Config, print_log
+from mmseg.models import build_segmentor
+
+
+def build_model_for_measurement(cfg: Config, checkpoint: Optional[str] = None, logger=None):
+    """A test-mode model from ``cfg``; random weights without a checkpoint, and random class
+    embeddings when the config's text-embedding file is absent (measurements do not depend on
+    their values)."""
+    import os
+    os.environ.setdefault('TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD', '1')
+    from ..apis.inference import config_classes
+    cfg = cfg.copy()
+    cfg.model.pretrained = None
+    cfg.model.train_cfg = None
+    emb_file = cfg.model.get('load_text_embedding')
+    random_text = bool(emb_file) and not osp.isfile(emb_file)
+    if random_text:
+        print_log(f'{emb_file} not found: using random class embeddings for the measurement', logger)
+        cfg.model.load_text_embedding = None
+    if cfg.model.get('class_names') is None:
+        cfg.model.class_names = config_classes(cfg)
+    model = build_segmentor(cfg.model, test_cfg=cfg.get('test_cfg'))
+    if checkpoint:
+        from mmcv.runner import load_checkpoint
+        load_checkpoint(model, checkpoint, map_location='cpu', logger=logger)
+    if random_text or (not checkpoint and not emb_file):
+        g = torch.Generator().manual_seed(0)
+        emb = torch.randn(model.num_classes, model.decode_head.embed_dims, generator=g)
+        model.set_class_embeddings(F.normalize(emb, dim=-1))
+    return model.eval()
+
+
+def sdpa_flop_jit(inputs, outputs):
+    """fvcore handle for aten::scaled_dot_product_attention: q·kᵀ and attn·v as two matmuls
+    (B·H·L·S·D multiply-adds each, fvcore's convention for matmul)."""
+    from fvcore.nn.jit_handles import get_shape
+    q, k = get_shape(inputs[0]), get_shape(inputs[1])
+    *batch, L, D = q
+    S = k[-2]
+    n = 1
+    for b in batch:
+        n *= b
+    return 2 * n * L * S * D
+
+
+class EncodeDecode(nn.Module):
+    """Traceable wrapper: image (B, 3, H, W) -> class scores (B, K, H, W)."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, img):
+        return self.model.encode_decode(img, None)
+
+
+def count_flops(model, shape: Tuple[int, int]) -> Tuple[float, dict]:
+    """fvcore FLOPs (multiply-adds) of one ``shape`` crop through ``encode_decode``."""
+    from fvcore.nn import FlopCountAnalysis
+    device = next(model.parameters()).device
+    img = torch.randn(1, 3, *shape, device=device)
+    model.class_embeddings()  # computed outside the trace
+    with torch.no_grad():
+        fca = FlopCountAnalysis(EncodeDecode(model), (img, ))
+        fca.set_op_handle('aten::scaled_dot_product_attention', sdpa_flop_jit)
+        fca.unsupported_ops_warnings(False)
+        fca.uncalled_modules_warnings(False)
+        total = fca.total()
+        by_module = fca.by_module()
+    return total, by_module
+
+
+def count_params(model) -> Tuple[int, int]:
+    total = sum(p.numel() for p in model.parameters())
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return total, trainable

@@ -1,0 +1,68 @@
+import os.path as osp
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from cascade_clip import tokenize
+from cascade_clip.clip import MULTI_TEMPLATES
+from cascade_clip.clip.model_from_checkpoint import text_encoder_from_clip
+from cascade_clip.datasets import ZeroPascalVOCDataset20
+
+ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+TOOL = osp.join(ROOT, 'tools/build_text_embeddings.py')
+
+
+def run(*args):
+    return subprocess.run([sys.executable, TOOL, *args], capture_output=True, text=True, cwd=ROOT,
+                          env={'PYTHONWARNINGS': 'ignore', 'PATH': '/usr/bin:/bin', 'OMP_NUM_THREADS': '2'})
+
+
+def direct(clip_path, names, templates):
+    enc = text_encoder_from_clip(clip_path, heads=4)
+    with torch.no_grad():
+        per = []
+        for t in templates:
+            f = enc(tokenize([t.format(n) for n in names]))
+            per.append(f / f.norm(dim=-1, keepdim=True))
+        e = torch.stack(per).mean(0)
+    return (e / e.norm(dim=-1, keepdim=True)).numpy()
+
+
+def test_single_template_class_list(tiny_clip, tmp_path):
+    out = tmp_path / 'e.npy'
+    r = run('--clip', tiny_clip[0], '--classes', 'cat, sofa,window', '--template', 'single',
+            '--out', str(out), '--heads', '4')
+    assert r.returncode == 0, r.stderr
+    arr = np.load(out)
+    assert arr.dtype == np.float32 and arr.shape == (3, 32)
+    np.testing.assert_allclose(np.linalg.norm(arr, axis=1), 1, atol=1e-5)
+    np.testing.assert_allclose(arr, direct(tiny_clip[0], ['cat', 'sofa', 'window'], ['a photo of a {}']), atol=1e-5)
+
+
+def test_multi_template_dataset_order(tiny_clip, tmp_path):
+    out = tmp_path / 'voc.npy'
+    r = run('--clip', tiny_clip[1], '--dataset', 'voc20', '--template', 'multi', '--out', str(out),
+            '--heads', '4', '--batch-size', '64')
+    assert r.returncode == 0, r.stderr
+    arr = np.load(out)
+    names = list(ZeroPascalVOCDataset20.CLASSES)
+    assert arr.shape == (20, 32) and names[0] == 'aeroplane'
+    np.testing.assert_allclose(arr, direct(tiny_clip[1], names, MULTI_TEMPLATES), atol=1e-5)
+
+
+def test_classes_file_and_errors(tiny_clip, tmp_path):
+    f = tmp_path / 'classes.txt'
+    f.write_text('road\nsky\n\ntree\n')
+    out = tmp_path / 'f.npy'
+    r = run('--clip', tiny_clip[0], '--classes-file', str(f), '--out', str(out), '--heads', '4')
+    assert r.returncode == 0, r.stderr
+    np.testing.assert_allclose(np.load(out), direct(tiny_clip[0], ['road', 'sky', 'tree'], ['a photo of a {}']), atol=1e-5)
+    r = run('--clip', tiny_clip[0], '--classes', ' , ', '--out', str(out), '--heads', '4')
+    assert r.returncode != 0 and 'empty' in r.stderr
+    r = run('--clip', tiny_clip[0], '--classes', 'cat,dog,cat', '--out', str(out), '--heads', '4')
+    assert r.returncode != 0 and "duplicate class names in --classes: ['cat']" in r.stderr
+    r = run('--clip', str(tmp_path / 'ViT-B-16.pt'), '--classes', 'cat', '--out', str(out))
+    assert r.returncode != 0 and 'CLIP checkpoint not found' in r.stderr

@@ -1,0 +1,78 @@
+import glob
+import os.path as osp
+
+import numpy as np
+import pytest
+import torch
+from mmcv import Config
+from mmseg.models import build_segmentor
+
+import cascade_clip  # noqa: F401
+
+ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+PUBLISHED = [
+    'voc_20/vpt_seg_zero_vit-b_512x512_20k_12_10.py',
+    'voc_20/vpt_seg_zero_vit-b_512x512_10k_12_10_st.py',
+    'context_59/vpt_seg_zero_vit-b_512x512_40k_12_10.py',
+    'context_59/vpt_seg_zero_vit-b_512x512_20k_12_10_st.py',
+    'coco_171/vpt_seg_zero_vit-b_512x512_80k_12_100_multi.py',
+    'coco_171/vpt_seg_zero_vit-b_512x512_40k_12_100_multi_st.py',
+    'cross_dataset/coco-to-voc.py',
+    'cross_dataset/coco-to-context.py',
+]
+# (classes, unseen, num_tokens, self_training, iterations, samples_per_gpu)
+EXPECT = {
+    'voc_20/vpt_seg_zero_vit-b_512x512_20k_12_10.py': (20, [15, 16, 17, 18, 19], 10, False, 20000, 4),
+    'voc_20/vpt_seg_zero_vit-b_512x512_10k_12_10_st.py': (20, [15, 16, 17, 18, 19], 10, True, 10000, 8),
+    'context_59/vpt_seg_zero_vit-b_512x512_40k_12_10.py': (59, [0, 2, 3, 7, 9, 13, 17, 19, 31, 37], 35, False, 40000, 4),
+    'context_59/vpt_seg_zero_vit-b_512x512_20k_12_10_st.py': (59, [0, 2, 3, 7, 9, 13, 17, 19, 31, 37], 35, True, 20000, 4),
+    'coco_171/vpt_seg_zero_vit-b_512x512_80k_12_100_multi.py': (171, [19, 23, 28, 29, 36, 51, 76, 88, 94, 112, 133, 136, 137, 157, 160], 50, False, 80000, 4),
+    'coco_171/vpt_seg_zero_vit-b_512x512_40k_12_100_multi_st.py': (171, [19, 23, 28, 29, 36, 51, 76, 88, 94, 112, 133, 136, 137, 157, 160], 50, True, 40000, 4),
+    'cross_dataset/coco-to-voc.py': (20, [], 50, False, 80000, 4),
+    'cross_dataset/coco-to-context.py': (59, [], 50, False, 80000, 4),
+}
+
+
+def test_all_published_configs_exist():
+    assert all(osp.isfile(osp.join(ROOT, 'configs', p)) for p in PUBLISHED)
+
+
+@pytest.mark.parametrize('path', PUBLISHED)
+def test_published_config_loads_and_builds_full_size(path, tmp_path):
+    cfg = Config.fromfile(osp.join(ROOT, 'configs', path))
+    n, unseen, tokens, st, iters, spg = EXPECT[path]
+    m = cfg.model
+    assert m.both_class == list(range(n))
+    assert m.novel_class == unseen and sorted(m.base_class + m.novel_class) == list(range(n))
+    assert cfg.data.test.unseen_classes == unseen and cfg.data.train.get('unseen_classes') is not None
+    assert m.backbone.num_tokens == tokens and m.backbone.total_d_layer == 11
+    assert m.backbone.out_indices == [5, 6, 7, 8, 9, 10]
+    assert m.get('self_training', False) == st
+    assert cfg.runner.max_iters == iters and cfg.data.samples_per_gpu == spg
+    assert cfg.optimizer.lr == 2e-5 and cfg.optimizer.weight_decay == 0.01
+    assert cfg.lr_config.warmup_iters == 1500 and cfg.lr_config.power == 0.9
+    assert m.test_cfg.mode == 'slide' and tuple(m.test_cfg.stride) == (426, 426)
+    assert cfg.custom_imports['imports'] == ['cascade_clip']
+    # a stand-in embedding file of the right shape: the real ones are made from ViT-B-16.pt
+    emb = tmp_path / 'emb.npy'
+    np.save(emb, np.ones((n, 512), np.float32) / np.sqrt(512))
+    m.load_text_embedding = str(emb)
+    m.pretrained = None
+    with torch.device('meta'):
+        model = build_segmentor(m)
+    n_params = sum(p.numel() for p in model.parameters())
+    n_train = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    bb = model.backbone
+    assert bb.positional_embedding.shape == (1025, 768) and bb.proj_layers.shape == (6, 768, 512)
+    assert bb.prompt_embeddings.shape == (1, tokens, 768)
+    assert model.decode_head.q_projs[0].weight.shape == (512, 1024)
+    if path.startswith('coco_171'):
+        # FINDINGS: the published COCO model has 193.1 M parameters
+        assert abs(n_params / 1e6 - 193.1) < 0.1, n_params
+    assert n_train < 0.3 * n_params
+
+
+def test_text_embedding_files_are_outside_configs():
+    assert not glob.glob(osp.join(ROOT, 'configs', '**', '*.npy'), recursive=True)
+    cfg = Config.fromfile(osp.join(ROOT, 'configs', PUBLISHED[4]))
+    assert cfg.model.load_text_embedding.startswith('text_embeddings/')

@@ -1,0 +1,45 @@
+"""Generate the offline demo's data once (deterministic): synthetic dataset, compositional
+text embeddings and a tiny pretrained CLIP (OpenAI TorchScript format).
+
+    python tools/make_demo_data.py [--root data/demo]
+"""
+import argparse
+import json
+import os.path as osp
+import sys
+
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from mmcv.utils import get_logger, print_log  # noqa: E402
+
+from cascade_clip.utils import synthetic  # noqa: E402
+
+VERSION = 2  # bump when the generator changes
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--root', default='data/demo')
+    parser.add_argument('--force', action='store_true', help='regenerate even if present')
+    args = parser.parse_args(argv)
+    logger = get_logger('cascade_clip')
+    stamp = osp.join(args.root, 'READY.json')
+    if not args.force and osp.isfile(stamp) and json.load(open(stamp)).get('version') == VERSION:
+        print_log(f'demo data already in {args.root}', logger)
+        return
+    torch.set_num_threads(2)
+    synthetic.make_dataset(args.root)
+    emb = synthetic.text_embeddings(dim=32)
+    np.save(osp.join(args.root, 'text_embeddings.npy'), emb)
+    print_log(f'dataset and text embeddings written to {args.root}; pretraining the tiny CLIP', logger)
+    acc = synthetic.pretrain_tiny_clip(osp.join(args.root, 'tiny_clip.pt'), emb, logger=logger)
+    print_log(f'tiny CLIP written to {args.root}/tiny_clip.pt (patch classification accuracy on '
+              f'single-class images after pretraining: {100 * acc:.1f}%)', logger)
+    with open(stamp, 'w') as f:
+        json.dump(dict(version=VERSION, clip_patch_accuracy=acc), f)
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,155 @@
+"""Test (and evaluate) a Cascade-CLIP checkpoint (MMSeg 0.30's tools/test.py flags).
+
+    python tools/test.py CONFIG CKPT --eval mIoU [--work-dir DIR] [--show-dir DIR]
+        [--opacity 0.5] [--out results.pkl] [--format-only] [--aug-test] [--launcher pytorch]
+"""
+import argparse
+import os
+import os.path as osp
+import shutil
+import sys
+import tempfile
+import time
+
+os.environ.setdefault('TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD', '1')
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+
+import mmcv  # noqa: E402
+import torch  # noqa: E402
+from mmcv.cnn.utils import revert_sync_batchnorm  # noqa: E402
+from mmcv.runner import get_dist_info, load_checkpoint, wrap_fp16_model  # noqa: E402
+from mmcv.utils import Config, DictAction  # noqa: E402
+from mmseg.apis import multi_gpu_test, single_gpu_test  # noqa: E402
+from mmseg.datasets import build_dataloader, build_dataset  # noqa: E402
+from mmseg.models import build_segmentor  # noqa: E402
+from mmseg.utils import get_root_logger, setup_multi_processes  # noqa: E402
+
+import cascade_clip  # noqa: E402,F401
+from cascade_clip.apis import init_distributed, wrap_model  # noqa: E402
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description='Test (and evaluate) a Cascade-CLIP model')
+    parser.add_argument('config', help='test config file path')
+    parser.add_argument('checkpoint', help='checkpoint file')
+    parser.add_argument('--work-dir', help='where the evaluation metrics (eval_<time>.json) go')
+    parser.add_argument('--aug-test', action='store_true', help='multi-scale + flip test')
+    parser.add_argument('--out', help='output result file in pickle format')
+    parser.add_argument('--format-only', action='store_true',
+                        help='format the results without evaluation (e.g. for a test server)')
+    parser.add_argument('--eval', type=str, nargs='+', help='metrics, e.g. "mIoU"')
+    parser.add_argument('--show', action='store_true', help='show results')
+    parser.add_argument('--show-dir', help='directory for colour overlays with a class legend')
+    parser.add_argument('--gpu-collect', action='store_true', help='collect results on GPU')
+    parser.add_argument('--gpu-id', type=int, default=0, help='id of the GPU (non-distributed)')
+    parser.add_argument('--tmpdir', help='tmp directory to collect results from the processes')
+    parser.add_argument('--cfg-options', '--options', nargs='+', action=DictAction,
+                        help='override config settings, key=value')
+    parser.add_argument('--eval-options', nargs='+', action=DictAction,
+                        help='custom options for evaluation')
+    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none')
+    parser.add_argument('--opacity', type=float, default=0.5, help='opacity of the overlays (0, 1]')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = parser.parse_args(argv)
+    if 'LOCAL_RANK' not in os.environ:
+        os.environ['LOCAL_RANK'] = str(args.local_rank)
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if not (args.out or args.eval or args.format_only or args.show or args.show_dir):
+        raise SystemExit('Please specify at least one operation (save/eval/format/show the '
+                         'results) with --out, --eval, --format-only, --show or --show-dir')
+    if args.eval and args.format_only:
+        raise SystemExit('--eval and --format-only cannot be both specified')
+    if args.out is not None and not args.out.endswith(('.pkl', '.pickle')):
+        raise SystemExit('The output file must be a pkl file.')
+    if not 0 < args.opacity <= 1:
+        raise SystemExit(f'--opacity must be in (0, 1], got {args.opacity}')
+    if not osp.isfile(args.checkpoint):
+        raise SystemExit(f'checkpoint not found: {args.checkpoint}')
+
+    cfg = Config.fromfile(args.config)
+    if args.cfg_options is not None:
+        cfg.merge_from_dict(args.cfg_options)
+    if args.aug_test:
+        cfg.data.test.pipeline[1].img_ratios = [0.5, 0.75, 1.0, 1.25, 1.5, 1.75]
+        cfg.data.test.pipeline[1].flip = True
+    cfg.model.pretrained = None  # everything comes from the checkpoint
+    cfg.model.train_cfg = None
+    cfg.data.test.test_mode = True
+    device = 'cuda' if torch.cuda.is_available() else 'cpu'
+    cfg.gpu_ids = [args.gpu_id]
+
+    distributed = init_distributed(args.launcher, **cfg.get('dist_params', {}))
+    rank, _ = get_dist_info()
+    setup_multi_processes(cfg)  # after the process group: it creates the logger
+    logger = get_root_logger(log_level=cfg.get('log_level', 'INFO'))
+    json_file = None
+    if args.work_dir is not None and rank == 0:
+        mmcv.mkdir_or_exist(osp.abspath(args.work_dir))
+        timestamp = time.strftime('%Y%m%d_%H%M%S', time.localtime())
+        json_file = osp.join(args.work_dir, f'eval_{timestamp}.json')
+
+    dataset = build_dataset(cfg.data.test)
+    loader_cfg = dict(num_gpus=len(cfg.gpu_ids), dist=distributed, shuffle=False)
+    loader_cfg.update({k: v for k, v in cfg.data.items() if k not in [
+        'train', 'val', 'test', 'train_dataloader', 'val_dataloader', 'test_dataloader']})
+    test_loader_cfg = {**loader_cfg, 'samples_per_gpu': 1, 'shuffle': False,
+                       **cfg.data.get('test_dataloader', {})}
+    data_loader = build_dataloader(dataset, **test_loader_cfg)
+
+    # the vocabulary is the test dataset's (cross-dataset tests use another one than training)
+    if cfg.model.get('class_names') is None:
+        cfg.model.class_names = list(dataset.CLASSES)
+    cfg.model.train_cfg = None
+    model = build_segmentor(cfg.model, test_cfg=cfg.get('test_cfg'))
+    if cfg.get('fp16', None) is not None:
+        wrap_fp16_model(model)
+    load_checkpoint(model, args.checkpoint, map_location='cpu', logger=logger)
+    model.CLASSES = dataset.CLASSES
+    model.PALETTE = dataset.PALETTE
+    torch.cuda.empty_cache()
+
+    eval_kwargs = {} if args.eval_options is None else args.eval_options
+    format_only = args.format_only or eval_kwargs.get('imgfile_prefix') is not None
+    eval_on_format_results = args.eval is not None and 'cityscapes' in args.eval
+    if eval_on_format_results:
+        tmpdir = eval_kwargs.setdefault('imgfile_prefix', '.format_cityscapes')
+        mmcv.mkdir_or_exist(tmpdir)
+
+    model = revert_sync_batchnorm(model) if device == 'cpu' else model
+    model = wrap_model(model, device, distributed)
+    pre_eval = args.eval is not None and not eval_on_format_results
+    if not distributed:
+        results = single_gpu_test(model, data_loader, args.show, args.show_dir, False,
+                                  args.opacity, pre_eval=pre_eval, format_only=format_only,
+                                  format_args=eval_kwargs)
+    else:
+        # a shared folder collects the parts (MMCV's default would put a tensor on a GPU)
+        tmpdir = args.tmpdir or osp.join(args.work_dir or tempfile.gettempdir(), '.dist_test')
+        if device == 'cpu':
+            args.gpu_collect = False
+        results = multi_gpu_test(model, data_loader, tmpdir, args.gpu_collect, False,
+                                 pre_eval=pre_eval, format_only=format_only, format_args=eval_kwargs)
+
+    if rank == 0:
+        if args.out:
+            logger.info(f'writing results to {args.out}')
+            mmcv.dump(results, args.out)
+        if args.eval:
+            eval_kwargs.update(metric=args.eval)
+            metric = dataset.evaluate(results, logger=logger, **eval_kwargs)
+            if json_file is not None:
+                tmp = json_file + '.tmp'
+                mmcv.dump(dict(config=args.config, checkpoint=args.checkpoint, metric=metric), tmp,
+                          file_format='json', indent=2)
+                os.replace(tmp, json_file)
+                logger.info(f'metrics written to {json_file}')
+            if eval_on_format_results:
+                shutil.rmtree(tmpdir)
+
+
+if __name__ == '__main__':
+    main()
