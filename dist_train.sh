@@ -2,25 +2,8 @@
 # bash dist_train.sh CONFIG GPUS WORK_DIR [train.py args]
 # GPUS processes per node (on a machine without GPUs: GPUS CPU processes, Gloo backend).
 # Several nodes: NNODES, NODE_RANK, MASTER_ADDR, PORT as in MMSeg's scripts.
-CONFIG=$1
-GPUS=$2
-WORK_DIR=$3
-NNODES=${NNODES:-1}
-NODE_RANK=${NODE_RANK:-0}
-PORT=${PORT:-29500}
-MASTER_ADDR=${MASTER_ADDR:-"127.0.0.1"}
-if [ -z "$CONFIG" ] || [ -z "$GPUS" ] || [ -z "$WORK_DIR" ]; then
+if [ $# -lt 3 ]; then
   echo "usage: bash dist_train.sh CONFIG GPUS WORK_DIR [args]" >&2; exit 2
 fi
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-PYTHON=${PYTHON:-python}
-[ -x "$ROOT/.venv/bin/python" ] && [ -z "${VIRTUAL_ENV:-}" ] && PYTHON="$ROOT/.venv/bin/python"
-# CPU processes share the cores: one thread each unless told otherwise
-if ! "$PYTHON" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)" 2>/dev/null; then
-  export OMP_NUM_THREADS=${OMP_NUM_THREADS:-$(( $(nproc) / GPUS > 0 ? $(nproc) / GPUS : 1 ))}
-fi
-PYTHONPATH="$ROOT":$PYTHONPATH \
-"$PYTHON" -m torch.distributed.run \
-    --nnodes=$NNODES --node_rank=$NODE_RANK --master_addr=$MASTER_ADDR \
-    --nproc_per_node=$GPUS --master_port=$PORT \
-    "$ROOT/tools/train.py" "$CONFIG" --launcher pytorch --work-dir "$WORK_DIR" "${@:4}"
+source "$(dirname "${BASH_SOURCE[0]}")/tools/dist_launch.sh"
+dist_launch "$2" train.py "$1" --work-dir "$3" "${@:4}"

@@ -21,7 +21,7 @@ from mmcv.parallel import MMDataParallel  # noqa: E402
 from mmcv.utils import Config, get_logger, print_log  # noqa: E402
 
 import cascade_clip  # noqa: E402,F401
-from cascade_clip.utils.benchmark import build_model_for_measurement  # noqa: E402
+from cascade_clip.utils.benchmark import build_model_for_measurement, warn_if_slow_amp  # noqa: E402
 
 
 def batches(cfg, args, logger):
@@ -66,6 +66,7 @@ def main(argv=None):
     model = build_model_for_measurement(cfg, args.checkpoint, logger)
     if args.amp:
         model.amp_dtype = args.amp
+        warn_if_slow_amp(args.device, args.amp, logger)
     device = torch.device(args.device)
     if device.type == 'cuda':
         model = MMDataParallel(model.cuda(), device_ids=[device.index or 0])

@@ -16,7 +16,7 @@ from mmcv.utils import get_logger, print_log  # noqa: E402
 
 from cascade_clip.utils import synthetic  # noqa: E402
 
-VERSION = 2  # bump when the generator changes
+VERSION = 3  # bump when the generator changes
 
 
 def main(argv=None):

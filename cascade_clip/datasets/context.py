@@ -9,9 +9,4 @@ class ZeroPascalVOCDataset59(ZeroShotDataset):
     """Pascal Context, 59 classes (0 = background is ignored: ``reduce_zero_label=True``)."""
     CLASSES = PascalContextDataset59.CLASSES
     PALETTE = PascalContextDataset59.PALETTE
-
-    def __init__(self, **kwargs):
-        kwargs.setdefault('img_suffix', '.jpg')
-        kwargs.setdefault('seg_map_suffix', '.png')
-        kwargs.setdefault('reduce_zero_label', True)
-        super().__init__(**kwargs)
+    REDUCE_ZERO_LABEL = True

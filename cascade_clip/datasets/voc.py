@@ -9,9 +9,4 @@ class ZeroPascalVOCDataset20(ZeroShotDataset):
     """Pascal VOC 2012 (+aug), 20 classes without background (``reduce_zero_label=True``)."""
     CLASSES = PascalVOCDataset.CLASSES[1:]
     PALETTE = PascalVOCDataset.PALETTE[1:]
-
-    def __init__(self, **kwargs):
-        kwargs.setdefault('img_suffix', '.jpg')
-        kwargs.setdefault('seg_map_suffix', '.png')
-        kwargs.setdefault('reduce_zero_label', True)
-        super().__init__(**kwargs)
+    REDUCE_ZERO_LABEL = True

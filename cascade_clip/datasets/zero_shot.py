@@ -61,12 +61,20 @@ class ZeroShotDataset(CustomDataset):
     ``hIoU`` (the last three only with unseen classes) and ``IoU.<name>`` per class.
     """
 
+    # defaults of the subclasses' layouts (a config can still override each)
+    IMG_SUFFIX = '.jpg'
+    SEG_MAP_SUFFIX = '.png'
+    REDUCE_ZERO_LABEL = False
+
     def __init__(self,
                  pipeline: List[dict],
                  img_dir: str,
                  unseen_classes: Sequence[int] = (),
                  check_labels: bool = True,
                  **kwargs):
+        kwargs.setdefault('img_suffix', self.IMG_SUFFIX)
+        kwargs.setdefault('seg_map_suffix', self.SEG_MAP_SUFFIX)
+        kwargs.setdefault('reduce_zero_label', self.REDUCE_ZERO_LABEL)
         data_root = kwargs.get('data_root')
         if data_root is not None and not osp.isdir(data_root):
             raise FileNotFoundError(f'data root not found: {data_root} (see README, "Datasets")')

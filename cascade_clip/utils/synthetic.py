@@ -102,13 +102,17 @@ def make_dataset(root: str, num_train: int = 240, num_val: int = 48, size: int =
 
 def pretrain_tiny_clip(path: str, embeddings: np.ndarray, steps: int = 600, size: int = 64,
                        patch: int = 8, width: int = 64, layers: int = 12, heads: int = 4,
-                       seed: int = 0, batch: int = 24, lr: float = 2e-3, logger=None) -> float:
-    """Pretrain a tiny CLIP image tower image-level and save an OpenAI-style archive.
+                       seed: int = 0, batch: int = 24, lr: float = 2e-3, mosaic_fraction: float = 0.5,
+                       logger=None) -> float:
+    """Pretrain a tiny CLIP image tower with image-level captions; save an OpenAI-style archive.
 
-    Each image shows one class over the whole frame (all classes, colour/shade/phase
-    random); the loss is a CLIP-like softmax over the cosine similarities of the global and
-    of every patch embedding to all class text embeddings. Returns the final accuracy of
-    the patch embeddings on a fresh batch.
+    Supervision is image-level only, as CLIP's is: which classes an image shows, never where.
+    Part of each batch shows one class over the whole frame (a CLIP-like softmax of the global
+    and patch embeddings against all class text embeddings); the rest are mosaics whose
+    "caption" names the classes present (multiple-instance loss: for each named class some
+    patch must match it best, for every other class no patch may). Pretraining images come
+    from their own random stream, not from the segmentation dataset. Returns the final
+    accuracy of the patch embeddings on fresh single-class images.
     """
     from mmcv.utils import print_log
 
@@ -132,15 +136,31 @@ def pretrain_tiny_clip(path: str, embeddings: np.ndarray, steps: int = 600, size
         x = (torch.from_numpy(imgs).permute(0, 3, 1, 2) - mean) / std
         return x, torch.from_numpy(cls).long()
 
+    def mosaics(k):
+        pics, present = [], torch.zeros(k, n)
+        for i in range(k):
+            img, label = make_sample(rng, size)
+            pics.append(img)
+            present[i, torch.from_numpy(np.unique(label).astype(np.int64))] = 1
+        x = (torch.from_numpy(np.stack(pics).astype(np.float32)).permute(0, 3, 1, 2) - mean) / std
+        return x, present
+
+    n_mosaic = int(round(batch * mosaic_fraction))
     enc.train()
     for step in range(steps):
-        x, y = batch_of(batch)
+        x, y = batch_of(batch - n_mosaic)
         (dense, ), g = enc(x)
         d = dense.flatten(2).transpose(1, 2)  # (B, N, D), normalised
         logits_d = d @ text.t() / 0.07
         logits_g = g @ text.t() / 0.07
         loss = F.cross_entropy(logits_d.reshape(-1, n), y.repeat_interleave(d.shape[1])) + \
             F.cross_entropy(logits_g, y)
+        if n_mosaic:
+            xm, present = mosaics(n_mosaic)
+            (dm, ), _ = enc(xm)
+            p = (dm.flatten(2).transpose(1, 2) @ text.t() / 0.07).softmax(-1)  # (B, N, K)
+            best = p.amax(dim=1).clamp(1e-6, 1 - 1e-6)  # (B, K): the best patch per class
+            loss = loss + F.binary_cross_entropy(best, present)
         opt.zero_grad()
         loss.backward()
         opt.step()

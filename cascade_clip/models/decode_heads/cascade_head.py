@@ -8,7 +8,6 @@ import torch.nn.functional as F
 from mmcv.cnn.utils.weight_init import constant_init, trunc_normal_init
 from mmseg.models.builder import HEADS
 from mmseg.models.decode_heads.decode_head import BaseDecodeHead
-from mmseg.models.losses import accuracy
 
 from .cascade_decoder import CascadeDecoder
 
@@ -204,5 +203,8 @@ class ATMSingleHeadSeg(BaseDecodeHead):
             if logit.shape[-2:] != label.shape[-2:]:
                 logit = F.interpolate(logit.float(), size=label.shape[-2:], mode='bilinear',
                                       align_corners=False)
-            loss['acc_seg'] = accuracy(logit, label, ignore_index=self.ignore_index)
+            # pixel accuracy in %, as mmseg's accuracy(topk=1), with an argmax instead of topk
+            valid = label != self.ignore_index
+            correct = (logit.argmax(dim=1) == label)[valid]
+            loss['acc_seg'] = correct.float().mean() * 100 if correct.numel() else logit.new_zeros(())
         return loss

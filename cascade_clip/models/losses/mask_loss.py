@@ -44,6 +44,14 @@ def dice_loss(logits: torch.Tensor, targets: torch.Tensor, num_masks: float) -> 
     return (1 - (numerator + 1) / (denominator + 1)).sum() / num_masks
 
 
+def check_label_range(label: torch.Tensor, num_classes: int, ignore_index: int = 255) -> None:
+    """Raise ValueError for label values outside [0, num_classes) other than the ignore index."""
+    bad = (label != ignore_index) & ((label < 0) | (label >= num_classes))
+    if bad.any():
+        raise ValueError(f'label values {sorted(label[bad].unique().tolist())} are outside '
+                         f'[0, {num_classes}) and are not the ignore index {ignore_index}')
+
+
 def label_to_onehot(label: torch.Tensor, num_classes: int,
                     ignore_index: int = 255) -> Tuple[torch.Tensor, torch.Tensor]:
     """Binary per-class targets from a label map.
@@ -56,16 +64,66 @@ def label_to_onehot(label: torch.Tensor, num_classes: int,
         present: (B, K) bool, the classes present in each image (SPEC: the unique values
             of the label map except the ignore value).
     """
+    check_label_range(label, num_classes, ignore_index)
     valid = label != ignore_index
-    bad = valid & ((label < 0) | (label >= num_classes))
-    if bad.any():
-        raise ValueError(f'label values {sorted(label[bad].unique().tolist())} are outside '
-                         f'[0, {num_classes}) and are not the ignore index {ignore_index}')
     idx = torch.where(valid, label, torch.full_like(label, num_classes)).long()
     onehot = F.one_hot(idx, num_classes + 1)[..., :num_classes].permute(0, 3, 1, 2)
     onehot = onehot.to(torch.float32)
     present = onehot.flatten(2).amax(-1) > 0
     return onehot, present
+
+
+def _pow(x: torch.Tensor, gamma: float) -> torch.Tensor:
+    return x * x if gamma == 2 else x.pow(gamma)
+
+
+def focal_and_dice_from_labels(logits: torch.Tensor,
+                               label: torch.Tensor,
+                               num_masks: float,
+                               alpha: float = 0.25,
+                               gamma: float = 2.0,
+                               ignore_index: int = 255) -> Tuple[torch.Tensor, torch.Tensor]:
+    """``sigmoid_focal_loss`` and ``dice_loss`` of SPEC §5 computed from the label map.
+
+    Same values as building the one-hot targets (B, K, H, W) and calling the two functions
+    above, without building them: for a binary target the focal term is
+    (1-α)·p^γ·softplus(x) where t = 0 and α·(1-p)^γ·softplus(-x) where t = 1, so the t = 0
+    term is summed over every element and corrected at the single positive channel of each
+    labelled pixel; the dice sums Σp·t and Σt are gathered per (image, class).
+
+    Args:
+        logits: (B, K, H, W) mask logits (float32).
+        label: (B, H, W) class ids in [0, K) or ``ignore_index``.
+
+    Returns:
+        (focal, dice), both divided by ``num_masks``.
+    """
+    B, K, H, W = logits.shape
+    P = H * W
+    x = logits.reshape(B, K, P)
+    prob = x.sigmoid()
+    w_neg = (1 - alpha) if alpha >= 0 else 1.0
+    w_pos = alpha if alpha >= 0 else 1.0
+    focal_sum = w_neg * (_pow(prob, gamma) * F.softplus(x)).sum()
+
+    lab = label.reshape(B, P).long()
+    valid = lab != ignore_index
+    b_idx = torch.arange(B, device=lab.device).unsqueeze(1).expand(B, P)[valid]
+    k_idx = lab[valid]
+    p_idx = torch.arange(P, device=lab.device).unsqueeze(0).expand(B, P)[valid]
+    x_pos = x[b_idx, k_idx, p_idx]
+    p_pos = prob[b_idx, k_idx, p_idx]
+    focal_sum = focal_sum + (w_pos * _pow(1 - p_pos, gamma) * F.softplus(-x_pos)
+                             - w_neg * _pow(p_pos, gamma) * F.softplus(x_pos)).sum()
+    focal = focal_sum / P / num_masks
+
+    flat = b_idx * K + k_idx
+    inter = torch.zeros(B * K, device=x.device, dtype=x.dtype).index_add(0, flat, p_pos)
+    t_sum = torch.bincount(flat, minlength=B * K).to(x.dtype)
+    p_sum = prob.sum(-1).reshape(-1)
+    present = t_sum > 0
+    dice = (1 - (2 * inter[present] + 1) / (p_sum[present] + t_sum[present] + 1)).sum() / num_masks
+    return focal, dice
 
 
 def reduce_num_masks(num_masks: int, device: torch.device) -> float:
@@ -127,16 +185,17 @@ class SegLossPlus(nn.Module):
         """pred_masks: (B, K, h, w) logits; label: (B, H, W) ids -> {loss_mask, loss_dice}."""
         pred_masks = pred_masks.float()
         B, K = pred_masks.shape[:2]
-        onehot, present = label_to_onehot(label, K, ignore_index)
+        check_label_range(label, K, ignore_index)
         if pred_masks.shape[-2:] != label.shape[-2:]:
             pred_masks = F.interpolate(pred_masks, size=label.shape[-2:], mode='bilinear',
                                        align_corners=False)
-        num_masks = reduce_num_masks(int(present.sum()), pred_masks.device)
-        logits = pred_masks.flatten(2)  # (B, K, P)
-        targets = onehot.flatten(2)
-        focal = sigmoid_focal_loss(logits.flatten(0, 1), targets.flatten(0, 1), num_masks,
-                                   self.focal_alpha, self.focal_gamma)
-        dice = dice_loss(logits[present], targets[present], num_masks)
+        # present labels per image = unique values except the ignore index
+        valid = label != ignore_index
+        b_idx = torch.arange(B, device=label.device).view(B, 1, 1).expand_as(label)
+        n_present = int((torch.bincount((b_idx * K + label.long())[valid], minlength=B * K) > 0).sum())
+        num_masks = reduce_num_masks(n_present, pred_masks.device)
+        focal, dice = focal_and_dice_from_labels(pred_masks, label, num_masks, self.focal_alpha,
+                                                 self.focal_gamma, ignore_index)
         return {
             'loss_mask': focal * self.mask_weight * self.loss_weight,
             'loss_dice': dice * self.dice_weight * self.loss_weight,

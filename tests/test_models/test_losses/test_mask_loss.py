@@ -92,3 +92,23 @@ def test_all_ignored_batch_uses_one_mask():
     assert out['loss_mask'].item() == pytest.approx(100 * 2 * 0.75 * math.log(2) * 0.25, rel=1e-6)
     assert out['loss_dice'].item() == 0
     assert reduce_num_masks(0, torch.device('cpu')) == 1.0
+
+
+@pytest.mark.parametrize('alpha,gamma', [(0.25, 2.0), (0.5, 1.5), (-1, 2.0)])
+def test_label_based_loss_equals_onehot_reference(alpha, gamma):
+    from cascade_clip.models.losses import focal_and_dice_from_labels
+    torch.manual_seed(0)
+    pred = torch.randn(3, 5, 6, 7, dtype=torch.float64, requires_grad=True)
+    label = torch.randint(0, 5, (3, 6, 7))
+    label[0, :2] = 255
+    label[2] = 255  # an image with nothing labelled
+    onehot, present = label_to_onehot(label, 5)
+    onehot = onehot.double()
+    focal_ref = sigmoid_focal_loss(pred.flatten(2).flatten(0, 1), onehot.flatten(2).flatten(0, 1), 3.0, alpha, gamma)
+    dice_ref = dice_loss(pred.flatten(2)[present], onehot.flatten(2)[present], 3.0)
+    focal, dice = focal_and_dice_from_labels(pred, label, 3.0, alpha, gamma)
+    torch.testing.assert_close(focal, focal_ref)
+    torch.testing.assert_close(dice, dice_ref)
+    g1 = torch.autograd.grad(focal + dice, pred)[0]
+    g2 = torch.autograd.grad(focal_ref + dice_ref, pred)[0]
+    torch.testing.assert_close(g1, g2)

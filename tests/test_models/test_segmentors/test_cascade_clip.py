@@ -279,3 +279,25 @@ def test_train_a_few_steps_loss_decreases():
         opt.step()
         totals.append(loss.item())
     assert totals[-1] < 0.7 * totals[0] and min(totals[5:]) < min(totals[:3]), totals
+
+
+def test_bf16_autocast_close_to_fp32_and_trains():
+    torch.manual_seed(0)
+    model = build(tiny_model_cfg())
+    model.eval()
+    img = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        ref = model.encode_decode(img, [meta()])
+        model.amp_dtype = 'bf16'
+        out = model.encode_decode(img, [meta()])
+    assert out.dtype == torch.float32
+    assert (out - ref).abs().max() < 0.05  # sigmoid scores
+    model.train()
+    losses = model.forward_train(torch.randn(2, 3, 64, 64), [meta(), meta()],
+                                 torch.randint(0, 6, (2, 1, 64, 64)))
+    (losses['decode.loss_mask'] + losses['decode.loss_dice']).backward()
+    assert torch.isfinite(losses['decode.loss_mask'])
+    assert all(p.grad is not None and torch.isfinite(p.grad).all()
+               for p in model.parameters() if p.requires_grad)
+    with pytest.raises(ValueError, match='amp_dtype'):
+        build(tiny_model_cfg(amp_dtype='int8'))

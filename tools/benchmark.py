@@ -1,0 +1,98 @@
+"""Speed of the model at full size on this machine: one crop through ``encode_decode`` and one
+training step (AdamW), fp32 and/or bf16 autocast. Random weights; prints the figures.
+
+    python tools/benchmark.py CONFIG [--threads 2] [--shape 512 512] [--batch 2]
+        [--amp none bf16] [--runs 5] [--train-runs 3] [--skip-train]
+"""
+import argparse
+import os.path as osp
+import resource
+import statistics
+import sys
+import time
+
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+
+import torch  # noqa: E402
+from mmcv.runner import build_optimizer  # noqa: E402
+from mmcv.utils import Config, get_logger, print_log  # noqa: E402
+
+import cascade_clip  # noqa: E402,F401
+from cascade_clip.utils.benchmark import build_model_for_measurement, warn_if_slow_amp  # noqa: E402
+
+
+def timed(fn, runs, warmup=1):
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times), min(times)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('config')
+    parser.add_argument('--threads', type=int, default=2)
+    parser.add_argument('--shape', type=int, nargs=2, default=(512, 512))
+    parser.add_argument('--batch', type=int, default=2, help='training batch size')
+    parser.add_argument('--amp', nargs='+', default=['none'], choices=['none', 'bf16', 'fp16'],
+                        help='precisions to measure (bf16 pays only with AVX-512 BF16 / AMX)')
+    parser.add_argument('--runs', type=int, default=5)
+    parser.add_argument('--train-runs', type=int, default=3)
+    parser.add_argument('--skip-train', action='store_true')
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    logger = get_logger('cascade_clip')
+    cfg = Config.fromfile(args.config)
+    model = build_model_for_measurement(cfg, None, logger)
+    model.class_embeddings()
+    H, W = args.shape
+    g = torch.Generator().manual_seed(0)
+    img1 = torch.randn(1, 3, H, W, generator=g)
+    rows = []
+    for amp in args.amp:
+        model.amp_dtype = None if amp == 'none' else amp
+        warn_if_slow_amp('cpu', model.amp_dtype, logger)
+        model.eval()
+        with torch.no_grad():
+            med, best = timed(lambda: model.encode_decode(img1, None), args.runs)
+            backbone, _ = timed(lambda: model.extract_feat(img1) if amp == 'none' else
+                                _with(model, img1), max(2, args.runs // 2))
+        rows.append(f'inference {amp:>5}: encode_decode of one {H}x{W} crop {med:.3f} s (median of '
+                    f'{args.runs}, best {best:.3f} s); image encoder alone {backbone:.3f} s')
+        print_log(rows[-1], logger)
+        if args.skip_train:
+            continue
+        model.train()
+        opt = build_optimizer(model, cfg.optimizer)
+        imgs = torch.randn(args.batch, 3, H, W, generator=g)
+        n_all = model.num_classes
+        gt = torch.randint(0, n_all, (args.batch, 1, H, W), generator=g)
+        gt[:, :, :H // 8] = 255
+        metas = [dict(ori_shape=(H, W, 3), img_shape=(H, W, 3), pad_shape=(H, W, 3), flip=False)] * args.batch
+
+        def step():
+            losses = model.forward_train(imgs, metas, gt)
+            loss = sum(v for k, v in losses.items() if 'loss' in k)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+
+        med, best = timed(step, args.train_runs)
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+        rows.append(f'training  {amp:>5}: one step at batch {args.batch}, {H}x{W}, AdamW {med:.2f} s '
+                    f'(median of {args.train_runs}, best {best:.2f} s); peak RSS so far {peak:.1f} GiB')
+        print_log(rows[-1], logger)
+    print_log(f'{args.config} with {args.threads} threads:\n  ' + '\n  '.join(rows), logger)
+
+
+def _with(model, img):
+    with model.autocast(img.device.type):
+        return model.extract_feat(img)
+
+
+if __name__ == '__main__':
+    main()
