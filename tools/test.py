@@ -113,6 +113,8 @@ def main(argv=None):
     torch.cuda.empty_cache()
 
     eval_kwargs = {} if args.eval_options is None else args.eval_options
+    if args.format_only:
+        eval_kwargs.setdefault('imgfile_prefix', osp.join(args.work_dir or '.', 'format_results'))
     format_only = args.format_only or eval_kwargs.get('imgfile_prefix') is not None
     eval_on_format_results = args.eval is not None and 'cityscapes' in args.eval
     if eval_on_format_results:

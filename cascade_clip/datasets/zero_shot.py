@@ -120,6 +120,25 @@ class ZeroShotDataset(CustomDataset):
                                     + (f' (split {split})' if split else ''))
         return img_infos
 
+    def format_results(self, results, imgfile_prefix, indices=None, **kwargs) -> List[str]:
+        """Write predictions as PNG label maps in the dataset's own ids (``--format-only``).
+
+        With ``reduce_zero_label`` the ids are shifted back by one (0 = background again).
+        Returns the written paths.
+        """
+        if indices is None:
+            indices = list(range(len(self)))
+        mmcv.mkdir_or_exist(imgfile_prefix)
+        files = []
+        for pred, idx in zip(results, indices):
+            pred = np.load(pred) if isinstance(pred, str) else np.asarray(pred)
+            out = pred.astype(np.int64) + (1 if self.reduce_zero_label else 0)
+            name = osp.splitext(osp.basename(self.img_infos[idx]['filename']))[0]
+            path = osp.join(imgfile_prefix, f'{name}.png')
+            mmcv.imwrite(out.astype(np.uint8 if out.max(initial=0) < 256 else np.uint16), path)
+            files.append(path)
+        return files
+
     def pre_eval(self, preds, indices):
         if not isinstance(indices, list):
             indices = [indices]

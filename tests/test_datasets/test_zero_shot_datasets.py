@@ -196,3 +196,13 @@ def test_empty_image_folder(tmp_path):
     (root / 'images/val2017').mkdir(parents=True)
     with pytest.raises(FileNotFoundError, match="no images ending in '.jpg'"):
         build_dataset(coco_cfg(str(root)))
+
+
+def test_format_results_writes_dataset_ids(tmp_path):
+    root, ann, split, raws = make_voc(tmp_path)
+    ds = build_dataset(dict(type='ZeroPascalVOCDataset20', data_root=root, img_dir='JPEGImages',
+                            ann_dir=ann, split=split, pipeline=TEST_PIPE, test_mode=True))
+    preds = [np.full((4, 4), 3), np.full((4, 4), 19)]
+    files = ds.format_results(preds, str(tmp_path / 'out'), indices=[0, 1])
+    assert [osp.basename(f) for f in files] == ['2007_000001.png', '2007_000002.png']
+    assert (mmcv.imread(files[1], flag='unchanged') == 20).all()  # background back at 0

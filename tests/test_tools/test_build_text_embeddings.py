@@ -66,3 +66,12 @@ def test_classes_file_and_errors(tiny_clip, tmp_path):
     assert r.returncode != 0 and "duplicate class names in --classes: ['cat']" in r.stderr
     r = run('--clip', str(tmp_path / 'ViT-B-16.pt'), '--classes', 'cat', '--out', str(out))
     assert r.returncode != 0 and 'CLIP checkpoint not found' in r.stderr
+
+
+def test_published_files(tiny_clip, tmp_path):
+    r = run('--clip', tiny_clip[0], '--published', '--out-dir', str(tmp_path), '--heads', '4')
+    assert r.returncode == 0, r.stderr
+    shapes = {f: np.load(tmp_path / f).shape for f in ('coco_stuff_multi.npy', 'voc20_single.npy', 'context59_multi.npy')}
+    assert shapes == {'coco_stuff_multi.npy': (171, 32), 'voc20_single.npy': (20, 32), 'context59_multi.npy': (59, 32)}
+    voc = np.load(tmp_path / 'voc20_single.npy')
+    np.testing.assert_allclose(voc, direct(tiny_clip[0], list(ZeroPascalVOCDataset20.CLASSES), ['a photo of a {}']), atol=1e-5)

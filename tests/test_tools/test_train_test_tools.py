@@ -92,6 +92,24 @@ def test_dist_test_matches_single_process_test(dist_trained, demo_data, tmp_path
     assert im.shape[0] >= 64 and im.shape[1] > 64  # overlay plus legend panel
 
 
+def test_format_only_and_aug_test(dist_trained, demo_data, tmp_path):
+    work, _ = dist_trained
+    ckpt = osp.join(work, 'iter_2.pth')
+    out = str(tmp_path / 'fmt')
+    run([PY, 'tools/test.py', CONFIG, ckpt, '--format-only', '--work-dir', out, '--cfg-options',
+         *options(demo_data)])
+    pngs = sorted(glob.glob(osp.join(out, 'format_results', '*.png')))
+    assert [osp.basename(p) for p in pngs] == [f'val_{i:04d}.png' for i in range(4)]
+    import mmcv
+    assert mmcv.imread(pngs[0], flag='unchanged').shape == (64, 64)
+    aug = str(tmp_path / 'aug')
+    run([PY, 'tools/test.py', CONFIG, ckpt, '--aug-test', '--eval', 'mIoU', '--work-dir', aug,
+         '--out', str(tmp_path / 'res.pkl'), '--cfg-options', *options(demo_data)])
+    m = latest_eval(aug)
+    assert 0 <= m['mIoU'] <= 1 and 'hIoU' in m
+    assert osp.isfile(tmp_path / 'res.pkl')
+
+
 def test_resume_continues_from_saved_iteration(dist_trained, demo_data, tmp_path):
     work, _ = dist_trained
     resumed = str(tmp_path / 'resumed')
