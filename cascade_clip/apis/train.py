@@ -58,11 +58,15 @@ def train_segmentor(model, dataset, cfg, distributed=False, validate=False, time
                           work_dir=cfg.work_dir, logger=logger, meta=meta))
 
     optimizer_config = copy.deepcopy(cfg.optimizer_config)
-    if distributed and device == 'cpu':
-        if optimizer_config.get('type', 'OptimizerHook') != 'OptimizerHook':
-            raise ValueError(f'optimizer_config type {optimizer_config["type"]} is not supported '
-                             f'for distributed CPU training')
-        optimizer_config['type'] = 'GradAllReduceOptimizerHook'
+    replicated = distributed and device == 'cpu'  # gradients averaged by the hook, not DDP
+    if optimizer_config.get('type', 'OptimizerHook') == 'OptimizerHook':
+        if cfg.model.get('amp_dtype') in ('fp16', 'float16'):
+            optimizer_config.update(type='GradScalerOptimizerHook', allreduce=replicated, device=device)
+        elif replicated:
+            optimizer_config['type'] = 'GradAllReduceOptimizerHook'
+    elif replicated:
+        raise ValueError(f'optimizer_config type {optimizer_config["type"]} is not supported '
+                         f'for distributed CPU training')
     runner.register_training_hooks(cfg.lr_config, optimizer_config, cfg.checkpoint_config,
                                    cfg.log_config, cfg.get('momentum_config', None))
     runner.timestamp = timestamp

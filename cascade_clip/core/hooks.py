@@ -17,21 +17,61 @@ class GradAllReduceOptimizerHook(OptimizerHook):
     def after_train_iter(self, runner):
         runner.optimizer.zero_grad()
         runner.outputs['loss'].backward()
-        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-            params = [p for p in runner.model.parameters() if p.requires_grad]
-            for p in params:
-                if p.grad is None:
-                    p.grad = torch.zeros_like(p)
-            grads = [p.grad for p in params]
-            flat = torch.cat([g.reshape(-1) for g in grads])
-            dist.all_reduce(flat)
-            flat /= dist.get_world_size()
-            offset = 0
-            for g in grads:
-                g.copy_(flat[offset:offset + g.numel()].view_as(g))
-                offset += g.numel()
+        allreduce_gradients(runner.model.parameters())
         if self.grad_clip is not None:
             grad_norm = self.clip_grads(runner.model.parameters())
             if grad_norm is not None:
                 runner.log_buffer.update({'grad_norm': float(grad_norm)}, runner.outputs['num_samples'])
         runner.optimizer.step()
+
+
+def allreduce_gradients(params) -> None:
+    """Average the gradients of ``params`` over the ranks with one coalesced all-reduce."""
+    if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
+        return
+    params = [p for p in params if p.requires_grad]
+    for p in params:
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
+    grads = [p.grad for p in params]
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    dist.all_reduce(flat)
+    flat /= dist.get_world_size()
+    offset = 0
+    for g in grads:
+        g.copy_(flat[offset:offset + g.numel()].view_as(g))
+        offset += g.numel()
+
+
+@HOOKS.register_module()
+class GradScalerOptimizerHook(OptimizerHook):
+    """fp16 training: loss scaling with ``torch.amp.GradScaler`` (the model autocasts itself,
+    see ``CascadeCLIP.amp_dtype``), optional gradient all-reduce for replicated CPU runs,
+    clipping on the unscaled gradients. The scaler's state goes into checkpoints' meta."""
+
+    def __init__(self, grad_clip=None, allreduce: bool = False, init_scale: float = 2.**16,
+                 device: str = 'cuda'):
+        super().__init__(grad_clip=grad_clip)
+        self.allreduce = allreduce
+        self.scaler = torch.amp.GradScaler(device, init_scale=init_scale)
+
+    def before_run(self, runner):
+        # kept under meta['hook_msgs'], the part of meta that MMCV's resume restores
+        state = ((runner.meta or {}).get('hook_msgs') or {}).get('grad_scaler')
+        if state:
+            self.scaler.load_state_dict(state)
+
+    def after_train_iter(self, runner):
+        runner.optimizer.zero_grad()
+        self.scaler.scale(runner.outputs['loss']).backward()
+        if self.allreduce:
+            allreduce_gradients(runner.model.parameters())
+        self.scaler.unscale_(runner.optimizer)
+        if self.grad_clip is not None:
+            grad_norm = self.clip_grads(runner.model.parameters())
+            if grad_norm is not None:
+                runner.log_buffer.update({'grad_norm': float(grad_norm)}, runner.outputs['num_samples'])
+        self.scaler.step(runner.optimizer)
+        self.scaler.update()
+        if runner.meta is not None:
+            runner.meta.setdefault('hook_msgs', {})['grad_scaler'] = self.scaler.state_dict()

@@ -122,6 +122,14 @@ def test_resume_continues_from_saved_iteration(dist_trained, demo_data, tmp_path
     assert ckpt['meta']['iter'] == 4
 
 
+def test_fp16_training_uses_loss_scaling(demo_data, tmp_path):
+    out = run([PY, 'tools/train.py', CONFIG, '--work-dir', str(tmp_path / 'fp16'), '--no-validate',
+               '--cfg-options', *options(demo_data), 'model.amp_dtype=fp16'])
+    assert 'GradScalerOptimizerHook' in out
+    ckpt = torch.load(osp.join(tmp_path, 'fp16', 'iter_2.pth'), map_location='cpu', weights_only=False)
+    assert 'grad_scaler' in ckpt['meta']['hook_msgs']
+
+
 def test_missing_clip_and_embedding_files_are_clear_errors(demo_data, tmp_path):
     opts = options(demo_data)
     bad = [o for o in opts if not o.startswith('model.pretrained')] + [f'model.pretrained={tmp_path}/ViT-B-16.pt']
