@@ -43,6 +43,9 @@ def main(argv=None):
     parser.add_argument('--runs', type=int, default=5)
     parser.add_argument('--train-runs', type=int, default=3)
     parser.add_argument('--skip-train', action='store_true')
+    parser.add_argument('--reference', action='store_true',
+                        help='also time the published code path on the same weights (fp32) and '
+                             'compare its outputs')
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     logger = get_logger('cascade_clip')
@@ -86,7 +89,50 @@ def main(argv=None):
         rows.append(f'training  {amp:>5}: one step at batch {args.batch}, {H}x{W}, AdamW {med:.2f} s '
                     f'(median of {args.train_runs}, best {best:.2f} s); peak RSS so far {peak:.1f} GiB')
         print_log(rows[-1], logger)
+    if args.reference:
+        rows += reference_rows(model, cfg, img1, args, g, logger)
     print_log(f'{args.config} with {args.threads} threads:\n  ' + '\n  '.join(rows), logger)
+
+
+def reference_rows(model, cfg, img1, args, g, logger):
+    """Time cascade_clip.utils.published_path on the same weights (fp32)."""
+    import tempfile
+
+    import numpy as np
+
+    from cascade_clip.utils import published_path as P
+    model.amp_dtype = None
+    rows = []
+    with tempfile.TemporaryDirectory() as d:
+        path = f'{d}/emb.npy'
+        np.save(path, model.text_embeddings.cpu().numpy())
+        model.eval()
+        with torch.no_grad():
+            diff = (model.encode_decode(img1, None) - P.encode_decode(model, img1, path)).abs().max().item()
+            med, best = timed(lambda: P.encode_decode(model, img1, path), args.runs)
+        rows.append(f'published path, inference: {med:.3f} s per crop (median of {args.runs}, best '
+                    f'{best:.3f} s); max |difference| of the score maps to this project: {diff:.2e}')
+        print_log(rows[-1], logger)
+        if not args.skip_train:
+            model.train()
+            opt = build_optimizer(model, cfg.optimizer)
+            H, W = img1.shape[-2:]
+            imgs = torch.randn(args.batch, 3, H, W, generator=g)
+            gt = torch.randint(0, model.num_classes, (args.batch, 1, H, W), generator=g)
+            gt[:, :, :H // 8] = 255
+
+            def step():
+                loss, _ = P.train_loss(model, imgs, gt, path)
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+
+            med, best = timed(step, args.train_runs)
+            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+            rows.append(f'published path, training step at batch {args.batch}: {med:.2f} s (median of '
+                        f'{args.train_runs}, best {best:.2f} s); peak RSS so far {peak:.1f} GiB')
+            print_log(rows[-1], logger)
+    return rows
 
 
 def _with(model, img):
