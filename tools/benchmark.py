@@ -70,22 +70,8 @@ def main(argv=None):
         if args.skip_train:
             continue
         model.train()
-        opt = build_optimizer(model, cfg.optimizer)
-        imgs = torch.randn(args.batch, 3, H, W, generator=g)
-        n_all = model.num_classes
-        gt = torch.randint(0, n_all, (args.batch, 1, H, W), generator=g)
-        gt[:, :, :H // 8] = 255
-        metas = [dict(ori_shape=(H, W, 3), img_shape=(H, W, 3), pad_shape=(H, W, 3), flip=False)] * args.batch
-
-        def step():
-            losses = model.forward_train(imgs, metas, gt)
-            loss = sum(v for k, v in losses.items() if 'loss' in k)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-
-        med, best = timed(step, args.train_runs)
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+        med, best, peak = time_train_step(model, cfg, args, H, W, g, lambda imgs, gt, metas: sum(
+            v for k, v in model.forward_train(imgs, metas, gt).items() if 'loss' in k))
         rows.append(f'training  {amp:>5}: one step at batch {args.batch}, {H}x{W}, AdamW {med:.2f} s '
                     f'(median of {args.train_runs}, best {best:.2f} s); peak RSS so far {peak:.1f} GiB')
         print_log(rows[-1], logger)
@@ -115,24 +101,32 @@ def reference_rows(model, cfg, img1, args, g, logger):
         print_log(rows[-1], logger)
         if not args.skip_train:
             model.train()
-            opt = build_optimizer(model, cfg.optimizer)
             H, W = img1.shape[-2:]
-            imgs = torch.randn(args.batch, 3, H, W, generator=g)
-            gt = torch.randint(0, model.num_classes, (args.batch, 1, H, W), generator=g)
-            gt[:, :, :H // 8] = 255
-
-            def step():
-                loss, _ = P.train_loss(model, imgs, gt, path)
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-
-            med, best = timed(step, args.train_runs)
-            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+            med, best, peak = time_train_step(model, cfg, args, H, W, g,
+                                              lambda imgs, gt, metas: P.train_loss(model, imgs, gt, path)[0])
             rows.append(f'published path, training step at batch {args.batch}: {med:.2f} s (median of '
                         f'{args.train_runs}, best {best:.2f} s); peak RSS so far {peak:.1f} GiB')
             print_log(rows[-1], logger)
     return rows
+
+
+def time_train_step(model, cfg, args, H, W, g, loss_fn):
+    """Median/best seconds of ``args.train_runs`` AdamW steps of ``loss_fn`` on a random batch,
+    and the peak RSS (GiB) so far."""
+    opt = build_optimizer(model, cfg.optimizer)
+    imgs = torch.randn(args.batch, 3, H, W, generator=g)
+    gt = torch.randint(0, model.num_classes, (args.batch, 1, H, W), generator=g)
+    gt[:, :, :H // 8] = 255
+    metas = [dict(ori_shape=(H, W, 3), img_shape=(H, W, 3), pad_shape=(H, W, 3), flip=False)] * args.batch
+
+    def step():
+        loss = loss_fn(imgs, gt, metas)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    med, best = timed(step, args.train_runs)
+    return med, best, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
 def _with(model, img):
