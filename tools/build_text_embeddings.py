@@ -21,6 +21,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from mmcv.utils import get_logger, print_log  # noqa: E402
 
+from cascade_clip.apis.inference import check_class_names  # noqa: E402
 from cascade_clip.clip import MULTI_TEMPLATES, SINGLE_TEMPLATE  # noqa: E402
 from cascade_clip.clip.model_from_checkpoint import text_encoder_from_clip  # noqa: E402
 from cascade_clip.clip.text_embeddings import compute_text_embeddings  # noqa: E402
@@ -43,15 +44,6 @@ def dataset_classes(name: str):
 def parse_class_list(text: str):
     names = [n.strip() for n in text.replace('\n', ',').split(',')]
     return [n for n in names if n]
-
-
-def check_classes(names, source):
-    if not names:
-        raise SystemExit(f'the class list from {source} is empty')
-    dup = sorted({n for n in names if names.count(n) > 1})
-    if dup:
-        raise SystemExit(f'duplicate class names in {source}: {dup}')
-    return names
 
 
 def build(encoder, names, template, batch_size, logger):
@@ -116,7 +108,10 @@ def main(argv=None):
         if not osp.isfile(args.classes_file):
             raise SystemExit(f'class file not found: {args.classes_file}')
         names, source = parse_class_list(open(args.classes_file).read()), args.classes_file
-    check_classes(names, source)
+    try:
+        check_class_names(names, source)
+    except ValueError as e:
+        raise SystemExit(str(e))
     save(build(encoder, names, args.template, args.batch_size, logger), args.out, logger)
 
 

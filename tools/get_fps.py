@@ -17,10 +17,10 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 import mmcv  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from mmcv.parallel import MMDataParallel  # noqa: E402
 from mmcv.utils import Config, get_logger, print_log  # noqa: E402
 
 import cascade_clip  # noqa: E402,F401
+from cascade_clip.apis import wrap_model  # noqa: E402
 from cascade_clip.utils.benchmark import build_model_for_measurement, warn_if_slow_amp  # noqa: E402
 
 
@@ -68,10 +68,7 @@ def main(argv=None):
         model.amp_dtype = args.amp
         warn_if_slow_amp(args.device, args.amp, logger)
     device = torch.device(args.device)
-    if device.type == 'cuda':
-        model = MMDataParallel(model.cuda(), device_ids=[device.index or 0])
-    else:
-        model = MMDataParallel(model, device_ids=None)
+    model = wrap_model(model, args.device, distributed=False)
     model.eval()
     sync = torch.cuda.synchronize if device.type == 'cuda' else (lambda: None)
     results = []

@@ -1,6 +1,4 @@
 """Distributed set-up for CUDA (NCCL) and CPU (Gloo) runs."""
-import os
-
 import torch
 import torch.distributed as dist
 from mmcv.runner import get_dist_info, init_dist
@@ -28,10 +26,6 @@ def init_distributed(launcher: str, backend: str = 'nccl') -> bool:
     if not dist.is_initialized():
         dist.init_process_group(backend='gloo')
     return True
-
-
-def local_rank() -> int:
-    return int(os.environ.get('LOCAL_RANK', 0))
 
 
 def broadcast_module(module: torch.nn.Module) -> None:

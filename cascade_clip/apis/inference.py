@@ -24,13 +24,17 @@ from ..clip.text_embeddings import compute_text_embeddings
 from ..utils.visualize import default_palette
 
 
-def check_class_names(class_names: Sequence[str]) -> list:
+def check_class_names(class_names: Sequence[str], source: Optional[str] = None) -> list:
+    """Stripped class names; ValueError for an empty list, empty names or duplicates
+    (``source``, e.g. a file name, is named in the message)."""
     names = [str(n).strip() for n in class_names]
     if not names or not all(names):
-        raise ValueError('the class list is empty (or has empty names)')
+        where = f' from {source}' if source else ''
+        raise ValueError(f'the class list{where} is empty (or has empty names)')
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
-        raise ValueError(f'duplicate class names: {dup}')
+        where = f' in {source}' if source else ''
+        raise ValueError(f'duplicate class names{where}: {dup}')
     return names
 
 
@@ -117,12 +121,6 @@ def set_vocabulary(model, class_names: Sequence[str], seen: Optional[Sequence[in
     return emb
 
 
-def _test_pipeline(cfg: Config) -> Compose:
-    pipeline = [dict(p) for p in cfg.data.test.pipeline]
-    pipeline[0] = dict(type='LoadImageFromFile')  # replaced below for arrays
-    return pipeline
-
-
 class _LoadArray:
     """First pipeline step for an in-memory image (H, W, 3) BGR uint8."""
 
@@ -159,12 +157,13 @@ def segment_image(model, img: Union[str, np.ndarray]) -> Tuple[np.ndarray, np.nd
             calibration in the inductive setting).
     """
     arr = read_image(img)
-    steps = _test_pipeline(model.cfg)
-    pipeline = Compose([_LoadArray()] + steps[1:])
+    # the config's test pipeline with its loading step replaced by the in-memory image
+    pipeline = Compose([_LoadArray()] + [dict(p) for p in model.cfg.data.test.pipeline[1:]])
     data = pipeline(dict(img=arr))
     data = collate([data], samples_per_gpu=1)
     device = next(model.parameters()).device
-    data = scatter(data, [device.index or 0 if device.type == 'cuda' else -1])[0]
+    target = -1 if device.type == 'cpu' else (device.index or 0)  # -1: MMCV's CPU target
+    data = scatter(data, [target])[0]
     img_t = data['img'][0].to(device)
     metas = data['img_metas'][0]
     scores = model.predict_scores(img_t, metas, rescale=True)[0]

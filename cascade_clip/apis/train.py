@@ -11,23 +11,27 @@ from mmseg.core import DistEvalHook, EvalHook, build_optimizer
 from mmseg.datasets import build_dataloader, build_dataset
 from mmseg.utils import find_latest_checkpoint, get_root_logger
 
-from .dist import broadcast_module, local_rank
+from .dist import broadcast_module
 
 
 def wrap_model(model, device: str, distributed: bool, find_unused_parameters: bool = False):
-    """MMCV wrapper for ``device``: DDP on CUDA, a replicated CPU model otherwise.
+    """MMCV wrapper for ``device`` ('cpu', 'cuda' or 'cuda:N'; plain 'cuda' is the current
+    GPU, the one ``init_dist`` chose in a distributed run): DDP on CUDA, a replicated CPU model
+    otherwise.
 
     On the CPU, MMSeg's ``build_ddp`` refuses the device; each process then keeps its own
     replica in an ``MMDataParallel`` (which moves MMCV's DataContainers to the CPU), starting
     from rank 0's weights, and the gradients are averaged by ``GradAllReduceOptimizerHook``.
     """
-    if device == 'cuda':
+    dev = torch.device(device)
+    if dev.type == 'cuda':
+        index = torch.cuda.current_device() if dev.index is None else dev.index
+        model = model.to(torch.device('cuda', index))
         if distributed:
-            return MMDistributedDataParallel(
-                model.cuda(), device_ids=[torch.cuda.current_device()], broadcast_buffers=False,
-                find_unused_parameters=find_unused_parameters)
-        return MMDataParallel(model.cuda(), device_ids=[0])
-    if device != 'cpu':
+            return MMDistributedDataParallel(model, device_ids=[index], broadcast_buffers=False,
+                                             find_unused_parameters=find_unused_parameters)
+        return MMDataParallel(model, device_ids=[index])
+    if dev.type != 'cpu':
         raise ValueError(f'unsupported device {device!r} (cuda or cpu)')
     if distributed:
         broadcast_module(model)

@@ -1,7 +1,7 @@
 """Gradient all-reduce for distributed training without DistributedDataParallel (CPU/Gloo)."""
 import torch
 import torch.distributed as dist
-from mmcv.runner import HOOKS, OptimizerHook
+from mmcv.runner import HOOKS, OptimizerHook, allreduce_grads
 
 
 @HOOKS.register_module()
@@ -18,29 +18,31 @@ class GradAllReduceOptimizerHook(OptimizerHook):
         runner.optimizer.zero_grad()
         runner.outputs['loss'].backward()
         allreduce_gradients(runner.model.parameters())
-        if self.grad_clip is not None:
-            grad_norm = self.clip_grads(runner.model.parameters())
-            if grad_norm is not None:
-                runner.log_buffer.update({'grad_norm': float(grad_norm)}, runner.outputs['num_samples'])
+        clip_and_log(self, runner)
         runner.optimizer.step()
 
 
+def clip_and_log(hook: OptimizerHook, runner) -> None:
+    """Clip the gradients if the hook has ``grad_clip`` and log their norm (as OptimizerHook)."""
+    if hook.grad_clip is not None:
+        grad_norm = hook.clip_grads(runner.model.parameters())
+        if grad_norm is not None:
+            runner.log_buffer.update({'grad_norm': float(grad_norm)}, runner.outputs['num_samples'])
+
+
 def allreduce_gradients(params) -> None:
-    """Average the gradients of ``params`` over the ranks with one coalesced all-reduce."""
+    """Average the gradients of ``params`` over the ranks (MMCV's coalesced ``allreduce_grads``).
+
+    Trainable parameters without a gradient get zeros first, so that every rank reduces the
+    same tensors (MMCV's helper skips missing gradients, which would desynchronise the ranks).
+    """
     if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
         return
     params = [p for p in params if p.requires_grad]
     for p in params:
         if p.grad is None:
             p.grad = torch.zeros_like(p)
-    grads = [p.grad for p in params]
-    flat = torch.cat([g.reshape(-1) for g in grads])
-    dist.all_reduce(flat)
-    flat /= dist.get_world_size()
-    offset = 0
-    for g in grads:
-        g.copy_(flat[offset:offset + g.numel()].view_as(g))
-        offset += g.numel()
+    allreduce_grads(params, coalesce=True)
 
 
 @HOOKS.register_module()
@@ -67,10 +69,7 @@ class GradScalerOptimizerHook(OptimizerHook):
         if self.allreduce:
             allreduce_gradients(runner.model.parameters())
         self.scaler.unscale_(runner.optimizer)
-        if self.grad_clip is not None:
-            grad_norm = self.clip_grads(runner.model.parameters())
-            if grad_norm is not None:
-                runner.log_buffer.update({'grad_norm': float(grad_norm)}, runner.outputs['num_samples'])
+        clip_and_log(self, runner)
         self.scaler.step(runner.optimizer)
         self.scaler.update()
         if runner.meta is not None:

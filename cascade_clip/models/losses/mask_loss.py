@@ -2,7 +2,7 @@
 
 Pure functions first (unit-tested alone), then the registered ``SegLossPlus`` module.
 """
-from typing import Dict, Tuple
+from typing import Dict, Optional, Tuple
 
 import torch
 import torch.distributed as dist
@@ -79,7 +79,7 @@ def _pow(x: torch.Tensor, gamma: float) -> torch.Tensor:
 
 def focal_and_dice_from_labels(logits: torch.Tensor,
                                label: torch.Tensor,
-                               num_masks: float,
+                               num_masks: Optional[float] = None,
                                alpha: float = 0.25,
                                gamma: float = 2.0,
                                ignore_index: int = 255) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -94,6 +94,8 @@ def focal_and_dice_from_labels(logits: torch.Tensor,
     Args:
         logits: (B, K, H, W) mask logits (float32).
         label: (B, H, W) class ids in [0, K) or ``ignore_index``.
+        num_masks: normaliser; by default the number of (image, present class) pairs,
+            averaged over the ranks of a distributed run (``reduce_num_masks``).
 
     Returns:
         (focal, dice), both divided by ``num_masks``.
@@ -115,13 +117,15 @@ def focal_and_dice_from_labels(logits: torch.Tensor,
     p_pos = prob[b_idx, k_idx, p_idx]
     focal_sum = focal_sum + (w_pos * _pow(1 - p_pos, gamma) * F.softplus(-x_pos)
                              - w_neg * _pow(p_pos, gamma) * F.softplus(x_pos)).sum()
-    focal = focal_sum / P / num_masks
 
     flat = b_idx * K + k_idx
-    inter = torch.zeros(B * K, device=x.device, dtype=x.dtype).index_add(0, flat, p_pos)
     t_sum = torch.bincount(flat, minlength=B * K).to(x.dtype)
-    p_sum = prob.sum(-1).reshape(-1)
     present = t_sum > 0
+    if num_masks is None:
+        num_masks = reduce_num_masks(int(present.sum()), x.device)
+    focal = focal_sum / P / num_masks
+    inter = torch.zeros(B * K, device=x.device, dtype=x.dtype).index_add(0, flat, p_pos)
+    p_sum = prob.sum(-1).reshape(-1)
     dice = (1 - (2 * inter[present] + 1) / (p_sum[present] + t_sum[present] + 1)).sum() / num_masks
     return focal, dice
 
@@ -184,17 +188,12 @@ class SegLossPlus(nn.Module):
                 ignore_index: int = 255) -> Dict[str, torch.Tensor]:
         """pred_masks: (B, K, h, w) logits; label: (B, H, W) ids -> {loss_mask, loss_dice}."""
         pred_masks = pred_masks.float()
-        B, K = pred_masks.shape[:2]
-        check_label_range(label, K, ignore_index)
+        check_label_range(label, pred_masks.shape[1], ignore_index)
         if pred_masks.shape[-2:] != label.shape[-2:]:
             pred_masks = F.interpolate(pred_masks, size=label.shape[-2:], mode='bilinear',
                                        align_corners=False)
-        # present labels per image = unique values except the ignore index
-        valid = label != ignore_index
-        b_idx = torch.arange(B, device=label.device).view(B, 1, 1).expand_as(label)
-        n_present = int((torch.bincount((b_idx * K + label.long())[valid], minlength=B * K) > 0).sum())
-        num_masks = reduce_num_masks(n_present, pred_masks.device)
-        focal, dice = focal_and_dice_from_labels(pred_masks, label, num_masks, self.focal_alpha,
+        # num_masks: present labels per image (unique values but the ignore index), summed
+        focal, dice = focal_and_dice_from_labels(pred_masks, label, None, self.focal_alpha,
                                                  self.focal_gamma, ignore_index)
         return {
             'loss_mask': focal * self.mask_weight * self.loss_weight,

@@ -2,6 +2,7 @@
 import os.path as osp
 from typing import Dict, List, Optional, Sequence, Union
 
+import mmcv
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -16,6 +17,7 @@ from mmseg.utils import get_root_logger
 from ...clip.templates import MULTI_TEMPLATES, SINGLE_TEMPLATE
 from ...clip.text_embeddings import compute_text_embeddings
 from ...utils.visualize import draw_segmentation
+from ..losses.mask_loss import check_label_range
 
 EMBEDDING_HELP = ('make it with: python tools/build_text_embeddings.py --clip '
                   'clip_pretrain/ViT-B-16.pt --dataset <coco_stuff|voc20|context59> '
@@ -265,11 +267,7 @@ class CascadeCLIP(EncoderDecoder):
     # ------------------------------------------------------------------ training
     def remap_labels(self, gt: torch.Tensor) -> torch.Tensor:
         """Dataset ids -> training ids (inductive: base index / 255; transductive: unseen -> -1)."""
-        valid = gt != 255
-        bad = valid & ((gt < 0) | (gt >= len(self.both_class)))
-        if bad.any():
-            raise ValueError(f'label values {sorted(gt[bad].unique().tolist())} are outside '
-                             f'the {len(self.both_class)} classes (ignore value 255)')
+        check_label_range(gt, len(self.both_class), ignore_index=255)
         return self.label_map[gt.long().clamp(0, 255)]
 
     def forward_train(self, img, img_metas, gt_semantic_seg) -> Dict[str, torch.Tensor]:
@@ -352,7 +350,6 @@ class CascadeCLIP(EncoderDecoder):
     def show_result(self, img, result, palette=None, win_name='', show=False, wait_time=0,
                     out_file=None, opacity=0.5):
         """Colour overlay of ``result[0]`` on ``img`` with a legend of the classes present."""
-        import mmcv
         img = mmcv.imread(img)
         names = list(self.CLASSES) if getattr(self, 'CLASSES', None) is not None else \
             list(self.class_names or [str(i) for i in range(self.num_classes)])
