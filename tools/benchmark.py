@@ -18,7 +18,7 @@ from mmcv.runner import build_optimizer  # noqa: E402
 from mmcv.utils import Config, get_logger, print_log  # noqa: E402
 
 import cascade_clip  # noqa: E402,F401
-from cascade_clip.utils.benchmark import build_model_for_measurement, warn_if_slow_amp  # noqa: E402
+from cascade_clip.apis.measure import build_model_for_measurement, warn_if_slow_amp  # noqa: E402
 
 
 def timed(fn, runs, warmup=1):
@@ -81,12 +81,12 @@ def main(argv=None):
 
 
 def reference_rows(model, cfg, img1, args, g, logger):
-    """Time cascade_clip.utils.published_path on the same weights (fp32)."""
+    """Time cascade_clip.testing.published_path on the same weights (fp32)."""
     import tempfile
 
     import numpy as np
 
-    from cascade_clip.utils import published_path as P
+    from cascade_clip.testing import published_path as P
     model.amp_dtype = None
     rows = []
     with tempfile.TemporaryDirectory() as d:

@@ -23,7 +23,7 @@ from mmcv.utils import get_logger, print_log  # noqa: E402
 
 from cascade_clip.apis.inference import check_class_names  # noqa: E402
 from cascade_clip.clip import MULTI_TEMPLATES, SINGLE_TEMPLATE  # noqa: E402
-from cascade_clip.clip.model_from_checkpoint import text_encoder_from_clip  # noqa: E402
+from cascade_clip.models.backbones import CLIPTextEncoder  # noqa: E402
 from cascade_clip.clip.text_embeddings import compute_text_embeddings  # noqa: E402
 
 PUBLISHED = {  # file -> (dataset, template)
@@ -94,7 +94,7 @@ def main(argv=None):
         parser.error('give --dataset, --classes, --classes-file or --published')
     if not args.published and not args.out:
         parser.error('--out is required')
-    encoder = text_encoder_from_clip(args.clip, heads=args.heads).to(args.device)
+    encoder = CLIPTextEncoder.from_clip(args.clip, heads=args.heads).to(args.device)
     if args.published:
         for fname, (dataset, template) in PUBLISHED.items():
             arr = build(encoder, dataset_classes(dataset), template, args.batch_size, logger)

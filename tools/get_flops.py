@@ -14,7 +14,7 @@ import torch  # noqa: E402
 from mmcv.utils import Config, get_logger, print_log  # noqa: E402
 
 import cascade_clip  # noqa: E402,F401
-from cascade_clip.utils.benchmark import (build_model_for_measurement, count_flops,  # noqa: E402
+from cascade_clip.apis.measure import (build_model_for_measurement, count_flops,  # noqa: E402
                                           count_params)
 
 

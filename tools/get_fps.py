@@ -21,7 +21,7 @@ from mmcv.utils import Config, get_logger, print_log  # noqa: E402
 
 import cascade_clip  # noqa: E402,F401
 from cascade_clip.apis import wrap_model  # noqa: E402
-from cascade_clip.utils.benchmark import build_model_for_measurement, warn_if_slow_amp  # noqa: E402
+from cascade_clip.apis.measure import build_model_for_measurement, warn_if_slow_amp  # noqa: E402
 
 
 def batches(cfg, args, logger):

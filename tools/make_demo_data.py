@@ -14,7 +14,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from mmcv.utils import get_logger, print_log  # noqa: E402
 
-from cascade_clip.utils import synthetic  # noqa: E402
+from cascade_clip.testing import synthetic  # noqa: E402
 
 VERSION = 3  # bump when the generator changes
 

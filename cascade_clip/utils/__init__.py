@@ -1,5 +1,4 @@
-from .tiny_clip import TinyOpenAICLIP, make_tiny_clip, save_tiny_clip
+"""Lowest layer: helpers that import nothing else from the package (drawing)."""
 from .visualize import default_palette, draw_segmentation, legend_names
 
-__all__ = ['TinyOpenAICLIP', 'make_tiny_clip', 'save_tiny_clip', 'draw_segmentation',
-           'default_palette', 'legend_names']
+__all__ = ['draw_segmentation', 'default_palette', 'legend_names']

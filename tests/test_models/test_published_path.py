@@ -2,7 +2,7 @@
 import numpy as np
 import torch
 
-from cascade_clip.utils import published_path as P
+from cascade_clip.testing import published_path as P
 from tests.tiny import build, tiny_model_cfg
 
 

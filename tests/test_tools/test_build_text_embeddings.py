@@ -8,7 +8,7 @@ import torch
 
 from cascade_clip import tokenize
 from cascade_clip.clip import MULTI_TEMPLATES
-from cascade_clip.clip.model_from_checkpoint import text_encoder_from_clip
+from cascade_clip.models.backbones import CLIPTextEncoder
 from cascade_clip.datasets import ZeroPascalVOCDataset20
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
@@ -21,7 +21,7 @@ def run(*args):
 
 
 def direct(clip_path, names, templates):
-    enc = text_encoder_from_clip(clip_path, heads=4)
+    enc = CLIPTextEncoder.from_clip(clip_path, heads=4)
     with torch.no_grad():
         per = []
         for t in templates:

@@ -35,7 +35,7 @@ def test_get_flops_agrees_with_fvcore_directly(tiny_cfg):
     sys.path.insert(0, osp.join(ROOT, 'tools'))
     import get_flops
     flops, total, trainable = get_flops.main([tiny_cfg, '--shape', '64', '64', '--device', 'cpu'])
-    from cascade_clip.utils.benchmark import build_model_for_measurement
+    from cascade_clip.apis.measure import build_model_for_measurement
     model = build_model_for_measurement(Config.fromfile(tiny_cfg))
     model.class_embeddings()
 

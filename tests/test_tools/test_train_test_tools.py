@@ -18,7 +18,7 @@ PY = sys.executable
 
 @pytest.fixture(scope='module')
 def demo_data(tmp_path_factory):
-    from cascade_clip.utils import save_tiny_clip, synthetic
+    from cascade_clip.testing import save_tiny_clip, synthetic
     root = str(tmp_path_factory.mktemp('demo'))
     synthetic.make_dataset(root, num_train=16, num_val=4)
     np.save(osp.join(root, 'text_embeddings.npy'), synthetic.text_embeddings(32))

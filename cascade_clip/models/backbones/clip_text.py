@@ -75,6 +75,26 @@ class CLIPTextEncoder(BaseModule):
         print_log(f'CLIPTextEncoder: loaded {pretrained}; missing keys: {missing}; '
                   f'unexpected keys: {unexpected}', logger=get_root_logger())
 
+    @classmethod
+    def from_clip(cls, path: str, heads: Optional[int] = None,
+                  context_length: Optional[int] = None) -> 'CLIPTextEncoder':
+        """A text encoder sized from a CLIP file and loaded from it, in eval mode.
+
+        Width, layers, embedding size and context length come from the tensors; the number of
+        heads follows CLIP's rule width // 64 unless given.
+        """
+        sd = load_clip_state_dict(path)
+        if 'token_embedding.weight' not in sd:
+            raise ValueError(f'{path} has no text tower ("token_embedding.weight")')
+        width = sd['token_embedding.weight'].shape[1]
+        layers = len({k.split('.')[2] for k in sd if k.startswith('transformer.resblocks.')})
+        enc = cls(context_length=context_length or sd['positional_embedding'].shape[0],
+                  vocab_size=sd['token_embedding.weight'].shape[0], transformer_width=width,
+                  transformer_heads=heads or max(1, width // 64), transformer_layers=layers,
+                  embed_dim=sd['text_projection'].shape[1], pretrained=path)
+        enc.init_weights()
+        return enc.eval()
+
     def forward(self, text: torch.Tensor) -> torch.Tensor:
         eot = text.argmax(dim=-1)
         # Causal attention: the end-of-text output depends on earlier tokens only, so the

@@ -15,7 +15,7 @@ def build_model_for_measurement(cfg: Config, checkpoint: Optional[str] = None, l
     their values)."""
     import os
     os.environ.setdefault('TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD', '1')
-    from ..apis.inference import config_classes
+    from .inference import config_classes
     cfg = cfg.copy()
     cfg.model.pretrained = None
     cfg.model.train_cfg = None
