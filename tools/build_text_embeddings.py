@@ -1,7 +1,7 @@
 """Class text embeddings from a CLIP checkpoint, as the configs' ``load_text_embedding`` reads.
 
     python tools/build_text_embeddings.py --clip clip_pretrain/ViT-B-16.pt \\
-        {--dataset coco_stuff|voc20|context59 | --classes "a,b,c" | --classes-file FILE} \\
+        {--dataset coco_stuff|voc20|context59|context60|ade150 | --classes "a,b,c" | --classes-file FILE} \\
         --template {single,multi} --out FILE.npy
     python tools/build_text_embeddings.py --clip clip_pretrain/ViT-B-16.pt --published [--out-dir text_embeddings]
 
@@ -25,7 +25,17 @@ from cascade_clip.apis.inference import check_class_names  # noqa: E402
 from cascade_clip.clip import MULTI_TEMPLATES, SINGLE_TEMPLATE  # noqa: E402
 from cascade_clip.models.backbones import CLIPTextEncoder  # noqa: E402
 from cascade_clip.clip.text_embeddings import compute_text_embeddings  # noqa: E402
+from cascade_clip.datasets import (ZeroADE20KDataset150, ZeroCOCOStuffDataset,  # noqa: E402
+                                   ZeroPascalContextDataset60, ZeroPascalVOCDataset20,
+                                   ZeroPascalVOCDataset59)
 
+DATASETS = {  # --dataset name -> dataset class (its CLASSES, in label order)
+    'coco_stuff': ZeroCOCOStuffDataset,
+    'voc20': ZeroPascalVOCDataset20,
+    'context59': ZeroPascalVOCDataset59,
+    'context60': ZeroPascalContextDataset60,
+    'ade150': ZeroADE20KDataset150,
+}
 PUBLISHED = {  # file -> (dataset, template)
     'coco_stuff_multi.npy': ('coco_stuff', 'multi'),
     'voc20_single.npy': ('voc20', 'single'),
@@ -34,11 +44,7 @@ PUBLISHED = {  # file -> (dataset, template)
 
 
 def dataset_classes(name: str):
-    from cascade_clip.datasets import (ZeroCOCOStuffDataset, ZeroPascalVOCDataset20,
-                                       ZeroPascalVOCDataset59)
-    table = {'coco_stuff': ZeroCOCOStuffDataset, 'voc20': ZeroPascalVOCDataset20,
-             'context59': ZeroPascalVOCDataset59}
-    return list(table[name].CLASSES)
+    return list(DATASETS[name].CLASSES)
 
 
 def parse_class_list(text: str):
@@ -77,7 +83,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--clip', required=True, help='CLIP checkpoint (e.g. clip_pretrain/ViT-B-16.pt)')
     src = parser.add_mutually_exclusive_group()
-    src.add_argument('--dataset', choices=['coco_stuff', 'voc20', 'context59'])
+    src.add_argument('--dataset', choices=list(DATASETS),
+                     help='class names of a dataset, in its label order')
     src.add_argument('--classes', help='comma-separated class names')
     src.add_argument('--classes-file', help='a file with one class name per line (or commas)')
     src.add_argument('--published', action='store_true',

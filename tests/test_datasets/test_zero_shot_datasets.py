@@ -206,3 +206,81 @@ def test_format_results_writes_dataset_ids(tmp_path):
     files = ds.format_results(preds, str(tmp_path / 'out'), indices=[0, 1])
     assert [osp.basename(f) for f in files] == ['2007_000001.png', '2007_000002.png']
     assert (mmcv.imread(files[1], flag='unchanged') == 20).all()  # background back at 0
+
+
+# ---------------------------------------------------------------- ADE20K-150 layout
+def test_ade150_layout_reduces_zero_label_against_numpy(tmp_path):
+    root = str(tmp_path / 'ADEChallengeData2016')
+    # raw ADE maps: 0 = "other" (ignored), 1..150 = classes (1 wall, 3 sky, 150 flag)
+    raws = [np.array([[0, 1, 1, 3], [0, 1, 1, 3], [150, 150, 3, 3], [150, 0, 0, 3]]),
+            np.array([[3, 3, 3, 3], [1, 1, 0, 0], [1, 1, 150, 150], [0, 0, 150, 150]])]
+    for i, r in enumerate(raws):
+        for split in ('training', 'validation'):
+            write(root, f'images/{split}/ADE_{split[:3]}_{i:08d}.jpg',
+                  f'annotations/{split}/ADE_{split[:3]}_{i:08d}.png', r)
+    ds = build_dataset(dict(type='ZeroADE20KDataset150', data_root=root, img_dir='images/validation',
+                            ann_dir='annotations/validation', pipeline=TEST_PIPE, test_mode=True))
+    assert len(ds) == 2 and len(ds.CLASSES) == 150
+    assert ds.CLASSES[0] == 'wall' and ds.CLASSES[2] == 'sky' and ds.CLASSES[149] == 'flag'
+    # expected ground truth written out by hand: raw - 1, raw 0 -> 255
+    gt0 = np.array([[255, 0, 0, 2], [255, 0, 0, 2], [149, 149, 2, 2], [149, 255, 255, 2]])
+    assert np.array_equal(ds.get_gt_seg_map_by_idx(0), gt0)
+    preds = [np.array([[7, 0, 2, 2], [0, 0, 0, 2], [149, 0, 2, 2], [149, 5, 5, 0]]),
+             np.array([[2, 2, 1, 2], [0, 0, 1, 1], [0, 149, 149, 149], [3, 3, 149, 2]])]
+    res = ds.evaluate(preds, metric='mIoU')
+    # independent numpy computation over the valid (non-ignored) pixels of both images
+    gts = [np.where(r == 0, 255, r.astype(np.int64) - 1) for r in raws]
+    ious = []
+    for c in range(150):
+        inter = sum(((p == c) & (g == c)).sum() for p, g in zip(preds, gts))
+        union = sum((((p == c) | (g == c)) & (g != 255)).sum() for p, g in zip(preds, gts))
+        if union:
+            ious.append(inter / union)
+    valid = sum((g != 255).sum() for g in gts)
+    correct = sum(((p == g) & (g != 255)).sum() for p, g in zip(preds, gts))
+    # classes 0, 2, 149 in the ground truth; 1 predicted on valid pixels (IoU 0); 3, 5, 7 only on ignored
+    assert len(ious) == 4
+    assert res['mIoU'] == pytest.approx(np.mean(ious))
+    assert res['aAcc'] == pytest.approx(correct / valid)
+    assert res['IoU.wall'] == pytest.approx(ious[0])
+    assert not any(k in res for k in ('mIoU_seen', 'mIoU_unseen', 'hIoU'))
+    train = build_dataset(dict(type='ZeroADE20KDataset150', data_root=root, img_dir='images/training',
+                               ann_dir='annotations/training', pipeline=TRAIN_PIPE))
+    assert np.array_equal(train[0]['gt_semantic_seg'], gt0)
+
+
+# ---------------------------------------------------------------- Pascal Context-60 layout
+def test_context60_keeps_background_as_class_against_numpy(tmp_path):
+    root, ann, split, raws = make_voc(tmp_path, context=True)
+    unseen = [1, 3, 4, 8, 10, 14, 18, 20, 32, 38]
+    ds = build_dataset(dict(type='ZeroPascalContextDataset60', data_root=root, img_dir='JPEGImages',
+                            ann_dir=ann, split=split, pipeline=TEST_PIPE, test_mode=True,
+                            unseen_classes=unseen))
+    assert len(ds.CLASSES) == 60 and ds.CLASSES[0] == 'background' and ds.CLASSES[1] == 'aeroplane'
+    # the Context-59 names are the Context-60 names after background, in the same order
+    from cascade_clip.datasets import ZeroPascalVOCDataset59
+    assert list(ds.CLASSES[1:]) == list(ZeroPascalVOCDataset59.CLASSES)
+    assert [ds.CLASSES[i] for i in unseen] == [ZeroPascalVOCDataset59.CLASSES[i] for i in
+                                               [0, 2, 3, 7, 9, 13, 17, 19, 31, 37]]
+    gts = [r.astype(np.int64) for r in raws]  # no shift: 0 = background is a class, 255 ignored
+    assert np.array_equal(ds.get_gt_seg_map_by_idx(0), gts[0])
+    preds = [np.where(g == 255, 0, g) for g in gts]
+    preds[0][0, 0] = 1   # a background pixel predicted as aeroplane (unseen)
+    preds[1][0, 0] = 16  # an unseen-ish mistake on a seen class
+    res = ds.evaluate(preds, metric='mIoU')
+    inter, union = np.zeros(60), np.zeros(60)
+    for p, g in zip(preds, gts):
+        v = g != 255
+        for c in range(60):
+            inter[c] += ((p == c) & (g == c) & v).sum()
+            union[c] += (((p == c) | (g == c)) & v).sum()
+    present = union > 0
+    iou = np.where(present, inter / np.maximum(union, 1), np.nan)
+    seen = [c for c in range(60) if c not in unseen and present[c]]
+    uns = [c for c in unseen if present[c]]
+    S, U = iou[seen].mean(), iou[uns].mean()
+    assert 0 in seen and 1 in uns  # background is a seen class with an IoU
+    assert res['IoU.background'] == pytest.approx(iou[0]) and iou[0] < 1
+    assert res['mIoU_seen'] == pytest.approx(S)
+    assert res['mIoU_unseen'] == pytest.approx(U)
+    assert res['hIoU'] == pytest.approx(2 * S * U / (S + U))

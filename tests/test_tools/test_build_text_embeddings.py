@@ -10,6 +10,7 @@ from cascade_clip import tokenize
 from cascade_clip.clip import MULTI_TEMPLATES
 from cascade_clip.models.backbones import CLIPTextEncoder
 from cascade_clip.datasets import ZeroPascalVOCDataset20
+from mmseg.datasets import ADE20KDataset, PascalContextDataset
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 TOOL = osp.join(ROOT, 'tools/build_text_embeddings.py')
@@ -51,6 +52,17 @@ def test_multi_template_dataset_order(tiny_clip, tmp_path):
     names = list(ZeroPascalVOCDataset20.CLASSES)
     assert arr.shape == (20, 32) and names[0] == 'aeroplane'
     np.testing.assert_allclose(arr, direct(tiny_clip[1], names, MULTI_TEMPLATES), atol=1e-5)
+
+
+@pytest.mark.parametrize('dataset,first,n', [('ade150', 'wall', 150), ('context60', 'background', 60)])
+def test_ade150_and_context60_class_lists(tiny_clip, tmp_path, dataset, first, n):
+    out = tmp_path / f'{dataset}.npy'
+    r = run('--clip', tiny_clip[0], '--dataset', dataset, '--out', str(out), '--heads', '4')
+    assert r.returncode == 0, r.stderr
+    arr = np.load(out)
+    names = list((ADE20KDataset if dataset == 'ade150' else PascalContextDataset).CLASSES)
+    assert arr.shape == (n, 32) and names[0] == first and len(names) == n
+    np.testing.assert_allclose(arr, direct(tiny_clip[0], names, ['a photo of a {}']), atol=1e-5)
 
 
 def test_classes_file_and_errors(tiny_clip, tmp_path):

@@ -20,6 +20,12 @@ PUBLISHED = [
     'cross_dataset/coco-to-voc.py',
     'cross_dataset/coco-to-context.py',
 ]
+# beyond the paper: cross-dataset to ADE20K-150 and Pascal Context-60, zero-shot Context-60
+EXTRA = [
+    'cross_dataset/coco-to-ade150.py',
+    'cross_dataset/coco-to-context60.py',
+    'context_60/vpt_seg_zero_vit-b_512x512_40k_12_10.py',
+]
 # (classes, unseen, num_tokens, self_training, iterations, samples_per_gpu)
 EXPECT = {
     'voc_20/vpt_seg_zero_vit-b_512x512_20k_12_10.py': (20, [15, 16, 17, 18, 19], 10, False, 20000, 4),
@@ -30,6 +36,9 @@ EXPECT = {
     'coco_171/vpt_seg_zero_vit-b_512x512_40k_12_100_multi_st.py': (171, [19, 23, 28, 29, 36, 51, 76, 88, 94, 112, 133, 136, 137, 157, 160], 50, True, 40000, 4),
     'cross_dataset/coco-to-voc.py': (20, [], 50, False, 80000, 4),
     'cross_dataset/coco-to-context.py': (59, [], 50, False, 80000, 4),
+    'cross_dataset/coco-to-ade150.py': (150, [], 50, False, 80000, 4),
+    'cross_dataset/coco-to-context60.py': (60, [], 50, False, 80000, 4),
+    'context_60/vpt_seg_zero_vit-b_512x512_40k_12_10.py': (60, [1, 3, 4, 8, 10, 14, 18, 20, 32, 38], 35, False, 40000, 4),
 }
 
 
@@ -37,7 +46,7 @@ def test_all_published_configs_exist():
     assert all(osp.isfile(osp.join(ROOT, 'configs', p)) for p in PUBLISHED)
 
 
-@pytest.mark.parametrize('path', PUBLISHED)
+@pytest.mark.parametrize('path', PUBLISHED + EXTRA)
 def test_published_config_loads_and_builds_full_size(path, tmp_path):
     cfg = Config.fromfile(osp.join(ROOT, 'configs', path))
     n, unseen, tokens, st, iters, spg = EXPECT[path]
@@ -76,3 +85,20 @@ def test_text_embedding_files_are_outside_configs():
     assert not glob.glob(osp.join(ROOT, 'configs', '**', '*.npy'), recursive=True)
     cfg = Config.fromfile(osp.join(ROOT, 'configs', PUBLISHED[4]))
     assert cfg.model.load_text_embedding.startswith('text_embeddings/')
+
+
+def test_ade150_and_context60_configs_point_at_their_datasets():
+    ade = Config.fromfile(osp.join(ROOT, 'configs', EXTRA[0]))
+    assert ade.data.test.type == 'ZeroADE20KDataset150'
+    assert ade.data.test.data_root == 'datasets/ADEChallengeData2016'
+    assert ade.data.test.img_dir == 'images/validation' and ade.data.test.ann_dir == 'annotations/validation'
+    assert ade.data.train.img_dir == 'images/training'
+    assert ade.model.load_text_embedding == 'text_embeddings/ade150_multi.npy' and ade.model.multi_prompts
+    for path in EXTRA[1:]:
+        c60 = Config.fromfile(osp.join(ROOT, 'configs', path))
+        assert c60.data.test.type == 'ZeroPascalContextDataset60'
+        assert c60.data.test.split == 'ImageSets/SegmentationContext/val.txt'
+        assert c60.model.load_text_embedding == 'text_embeddings/context60_multi.npy'
+    # Context-60's unseen classes are Context-59's, shifted past background
+    c59 = Config.fromfile(osp.join(ROOT, 'configs/_base_/datasets/zero_pascal_context59.py'))
+    assert c60.model.novel_class == [i + 1 for i in c59.novel_class]

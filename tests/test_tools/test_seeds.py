@@ -1,0 +1,84 @@
+"""tools/seeds.py: the aggregation against hand-computed values, and the orchestration (commands,
+per-seed folders, resuming, seeds.json) with a stubbed runner instead of real training."""
+import json
+import os
+import os.path as osp
+import sys
+
+import pytest
+
+ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+sys.path.insert(0, osp.join(ROOT, 'tools'))
+import seeds  # noqa: E402
+
+
+def test_aggregate_mean_and_sample_std_by_hand():
+    rows = [dict(seed=0, mIoU_seen=0.40, mIoU_unseen=0.20, hIoU=0.30),
+            dict(seed=1, mIoU_seen=0.50, mIoU_unseen=0.30, hIoU=0.35),
+            dict(seed=2, mIoU_seen=0.60, mIoU_unseen=0.10, hIoU=0.25)]
+    s = seeds.aggregate(rows)
+    # seen: mean 0.5, deviations -0.1, 0, 0.1 -> var (0.01 + 0 + 0.01) / 2 = 0.01 -> std 0.1
+    assert s['mIoU_seen']['mean'] == pytest.approx(0.5) and s['mIoU_seen']['std'] == pytest.approx(0.1)
+    # unseen: mean 0.2, same spread -> std 0.1; hIoU: mean 0.3, deviations 0, 0.05, -0.05 -> std 0.05
+    assert s['mIoU_unseen']['mean'] == pytest.approx(0.2) and s['mIoU_unseen']['std'] == pytest.approx(0.1)
+    assert s['hIoU']['mean'] == pytest.approx(0.3) and s['hIoU']['std'] == pytest.approx(0.05)
+    assert s['hIoU']['n'] == 3
+    assert 'mIoU' not in s and 'aAcc' not in s  # keys missing from the rows are left out
+    one = seeds.aggregate([dict(seed=0, mIoU=0.25)])
+    assert one['mIoU'] == dict(mean=0.25, std=0.0, n=1)
+    table = seeds.format_table(rows, s)
+    assert '50.00 ± 10.00' in table and '30.00 ± 5.00' in table and '60.00' in table
+
+
+def fake_runner(calls, metrics_by_seed):
+    def run(cmd, log_file, env):
+        calls.append(cmd)
+        if cmd[1] in ('tools/test.py', 'dist_test.sh'):
+            work = cmd[cmd.index('--work-dir') + 1]
+            seed = int(osp.basename(work).split('_')[1])
+            with open(osp.join(work, 'eval_20240101_000000.json'), 'w') as f:
+                json.dump(dict(config='c', metric=metrics_by_seed[seed]), f)
+    return run
+
+
+def test_orchestration_commands_resume_and_json(tmp_path):
+    work = str(tmp_path / 'w')
+    metrics = {s: dict(mIoU_seen=0.1 * (s + 1), mIoU_unseen=0.2, hIoU=0.15, mIoU=0.3, aAcc=0.9)
+               for s in (0, 1, 2)}
+    calls = []
+    res = seeds.run_seeds('configs/x.py', [0, 1], work, cfg_options=['a.b=1'],
+                          runner=fake_runner(calls, metrics))
+    assert len(calls) == 4  # train + test per seed
+    train, test = calls[0], calls[1]
+    assert train[1] == 'tools/train.py' and train[2] == 'configs/x.py'
+    assert train[train.index('--work-dir') + 1] == osp.join(work, 'seed_0')
+    assert train[train.index('--seed') + 1] == '0' and '--deterministic' in train
+    assert train[-2:] == ['--cfg-options', 'a.b=1'] and test[-2:] == ['--cfg-options', 'a.b=1']
+    assert test[1] == 'tools/test.py' and test[3] == osp.join(work, 'seed_0', 'latest.pth')
+    assert test[test.index('--eval') + 1] == 'mIoU'
+    assert calls[2][calls[2].index('--seed') + 1] == '1'
+    on_disk = json.load(open(osp.join(work, 'seeds.json')))
+    assert on_disk == json.loads(json.dumps(res))
+    assert [r['seed'] for r in on_disk['seeds']] == [0, 1]
+    assert on_disk['mean']['mIoU_seen'] == pytest.approx(0.15)
+    assert on_disk['std']['mIoU_seen'] == pytest.approx(0.0707106781)  # |0.1 - 0.2| / sqrt(2)
+    # a second run with one more seed only trains and tests the new one
+    calls.clear()
+    res = seeds.run_seeds('configs/x.py', [0, 1, 2], work, runner=fake_runner(calls, metrics))
+    assert len(calls) == 2 and all(osp.join(work, 'seed_2') in ' '.join(c) for c in calls)
+    assert res['mean']['mIoU_seen'] == pytest.approx(0.2)
+
+
+def test_distributed_commands_use_the_dist_scripts():
+    train, test = seeds.seed_commands('c.py', 3, 'w/seed_3', launcher='pytorch', gpus=2, show=True)
+    assert train[:5] == ['bash', 'dist_train.sh', 'c.py', '2', 'w/seed_3']
+    assert test[:5] == ['bash', 'dist_test.sh', 'c.py', 'w/seed_3/latest.pth', '2']
+    assert test[test.index('--show-dir') + 1] == 'w/seed_3/overlays'
+
+
+def test_failed_seed_is_reported(tmp_path):
+    def failing(cmd, log_file, env):
+        raise RuntimeError('train failed')
+    with pytest.raises(RuntimeError, match='train failed'):
+        seeds.run_seeds('c.py', [0], str(tmp_path), runner=failing)
+    assert not os.path.exists(osp.join(tmp_path, 'seeds.json'))
