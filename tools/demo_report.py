@@ -3,6 +3,12 @@ on the same validation set - uniform random labels (chance) and the tiny CLIP al
 (argmax over classes of its dense embedding · class text embedding).
 
     python tools/demo_report.py CONFIG WORK_DIR
+
+WORK_DIR is either one run (its newest ``eval_*.json``) or a ``tools/seeds.py`` work dir
+(``seeds.json``): then the trained model and chance (one random draw per seed) are given as
+mean ± std over the seeds (sample std, n - 1), with the trained model's per-seed rows; the
+tiny CLIP alone is one fixed model, so it has no spread. The table also goes to
+``WORK_DIR/demo_report.json``.
 """
 import glob
 import json
@@ -17,6 +23,9 @@ import torch  # noqa: E402
 from mmcv.utils import Config, get_logger, print_log  # noqa: E402
 from mmseg.datasets import build_dataset  # noqa: E402
 from prettytable import PrettyTable  # noqa: E402
+
+sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+from seeds import aggregate  # noqa: E402
 
 import cascade_clip  # noqa: E402,F401
 from cascade_clip.models.backbones import CLIPVisionTransformer  # noqa: E402
@@ -45,28 +54,53 @@ def clip_only_predictions(cfg, dataset):
     return preds
 
 
+KEYS = ('mIoU_seen', 'mIoU_unseen', 'hIoU', 'mIoU')
+
+
+def cell(stats, key):
+    m = stats[key]
+    return f'{100 * m["mean"]:.1f} ± {100 * m["std"]:.1f}' if m['n'] > 1 else f'{100 * m["mean"]:.1f}'
+
+
 def main():
     cfg_path, work_dir = sys.argv[1], sys.argv[2]
     logger = get_logger('cascade_clip.demo')
     cfg = Config.fromfile(cfg_path)
-    files = sorted(glob.glob(osp.join(work_dir, 'eval_*.json')))
-    if not files:
-        raise SystemExit(f'no eval_*.json in {work_dir}: run tools/test.py --work-dir first')
-    trained = json.load(open(files[-1]))['metric']
+    seeds_file = osp.join(work_dir, 'seeds.json')
+    if osp.isfile(seeds_file):
+        runs = json.load(open(seeds_file))['seeds']
+    else:
+        files = sorted(glob.glob(osp.join(work_dir, 'eval_*.json')))
+        if not files:
+            raise SystemExit(f'no seeds.json nor eval_*.json in {work_dir}: run tools/seeds.py or '
+                             'tools/test.py --work-dir first')
+        runs = [dict(seed=None, **json.load(open(files[-1]))['metric'])]
     ds = build_dataset(cfg.data.test)
-    rng = np.random.RandomState(0)
     n = len(ds.CLASSES)
     quiet = get_logger('cascade_clip.quiet', log_level=40)
-    chance = ds.evaluate([rng.randint(0, n, size=ds.get_gt_seg_map_by_idx(i).shape)
-                          for i in range(len(ds))], logger=quiet)
+    chance = []
+    for run in runs:
+        rng = np.random.RandomState(run['seed'] or 0)
+        chance.append(ds.evaluate([rng.randint(0, n, size=ds.get_gt_seg_map_by_idx(i).shape)
+                                   for i in range(len(ds))], logger=quiet))
     clip_only = ds.evaluate(clip_only_predictions(cfg, ds), logger=quiet)
+    rows = [('chance (uniform random labels)', aggregate(chance, KEYS)),
+            ('tiny CLIP alone (dense · text)', aggregate([clip_only], KEYS)),
+            ('Cascade-CLIP (trained on seen classes)', aggregate(runs, KEYS))]
     table = PrettyTable(['predictions', 'mIoU seen', 'mIoU unseen', 'hIoU', 'mIoU all'])
-    for name, m in (('chance (uniform random labels)', chance), ('tiny CLIP alone (dense · text)', clip_only),
-                    ('Cascade-CLIP (trained on seen classes)', trained)):
-        table.add_row([name] + [f'{100 * m[k]:.1f}' for k in ('mIoU_seen', 'mIoU_unseen', 'hIoU', 'mIoU')])
+    for name, stats in rows:
+        table.add_row([name] + [cell(stats, k) for k in KEYS])
+    text = table.get_string()
+    if len(runs) > 1:
+        per_seed = PrettyTable(['Cascade-CLIP, seed'] + list(KEYS))
+        for run in runs:
+            per_seed.add_row([run['seed']] + [f'{100 * run[k]:.1f}' for k in KEYS])
+        text += f'\nmean ± std over {len(runs)} seeds (sample std); per seed:\n' + per_seed.get_string()
     unseen = [ds.CLASSES[i] for i in ds.unseen_classes]
-    print_log(f'validation set: {len(ds)} images, {n} classes, unseen: {", ".join(unseen)}\n'
-              + table.get_string(), logger)
+    print_log(f'validation set: {len(ds)} images, {n} classes, unseen: {", ".join(unseen)}\n' + text,
+              logger)
+    with open(osp.join(work_dir, 'demo_report.json'), 'w') as f:
+        json.dump({name: {k: v for k, v in stats.items()} for name, stats in rows}, f, indent=1)
 
 
 if __name__ == '__main__':

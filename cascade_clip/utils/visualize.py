@@ -19,7 +19,8 @@ def draw_segmentation(img: np.ndarray,
                       class_names: Sequence[str],
                       palette: Optional[Sequence[Sequence[int]]] = None,
                       opacity: float = 0.5,
-                      legend: bool = True) -> np.ndarray:
+                      legend: bool = True,
+                      min_size: int = 256) -> np.ndarray:
     """Blend a label map over an image and add a legend of the classes present.
 
     Args:
@@ -28,10 +29,14 @@ def draw_segmentation(img: np.ndarray,
         class_names: names of the classes, indexed by the label values.
         palette: (num_classes, 3) RGB colours (MMSeg's convention); random if None.
         opacity: weight of the colours, in (0, 1].
+        min_size: an image whose longer side is shorter is first enlarged, nearest neighbour,
+            by the smallest integer factor that reaches it (64x64 -> 256x256), so that small
+            images stay readable next to the legend; 0 keeps every image at its size.
 
     Returns:
-        (H, max(H, legend height)... ) uint8 BGR image: the overlay, with the legend panel on
-        its right listing the present classes by decreasing area.
+        (s·H, s·W + legend width) uint8 BGR image (s the enlargement factor, at least as high
+        as the legend): the overlay, with the legend panel on its right listing the present
+        classes by decreasing area.
     """
     if not 0 < opacity <= 1:
         raise ValueError(f'opacity must be in (0, 1], got {opacity}')
@@ -42,6 +47,10 @@ def draw_segmentation(img: np.ndarray,
     if len(palette) < n:
         raise ValueError(f'palette has {len(palette)} colours for {n} classes')
     bgr = palette[:, ::-1]
+    scale = -(-min_size // max(seg.shape)) if max(seg.shape) < min_size else 1
+    if scale > 1:  # nearest neighbour: every pixel becomes a scale x scale block
+        img = np.repeat(np.repeat(img, scale, axis=0), scale, axis=1)
+        seg = np.repeat(np.repeat(seg, scale, axis=0), scale, axis=1)
     valid = (seg >= 0) & (seg < n)
     out = img.astype(np.float32).copy()
     colour = bgr[np.where(valid, seg, 0)].astype(np.float32)

@@ -123,10 +123,31 @@ def test_overlay_legend_lists_exactly_the_present_classes():
     seg[0, 0] = 255
     names = ['cat', 'sofa', 'window']
     assert legend_names(seg, names) == ['cat', 'window']
-    out = draw_segmentation(img, seg, names, [[255, 0, 0], [0, 255, 0], [0, 0, 255]], opacity=1.0)
+    out = draw_segmentation(img, seg, names, [[255, 0, 0], [0, 255, 0], [0, 0, 255]], opacity=1.0,
+                            min_size=0)
     assert out.shape[0] >= 20 and out.shape[1] > 30
     assert tuple(out[5, 5]) == (0, 0, 255)  # BGR of red
     assert tuple(out[5, 25]) == (255, 0, 0)  # BGR of blue
     assert tuple(out[0, 0]) == (0, 0, 0)  # ignore value: uncoloured
     with pytest.raises(ValueError, match='opacity'):
         draw_segmentation(img, seg, names, opacity=0)
+
+
+def test_small_overlays_are_enlarged_nearest_neighbour():
+    from cascade_clip.utils import draw_segmentation
+    img = np.zeros((20, 30, 3), np.uint8)
+    seg = np.zeros((20, 30), np.int64)
+    seg[:, 20:] = 2
+    seg[0, 0] = 255
+    pal = [[255, 0, 0], [0, 255, 0], [0, 0, 255]]
+    plain = draw_segmentation(img, seg, ['cat', 'sofa', 'window'], pal, opacity=1.0, min_size=0)
+    big = draw_segmentation(img, seg, ['cat', 'sofa', 'window'], pal, opacity=1.0, min_size=100)
+    # longer side 30 < 100: factor ceil(100 / 30) = 4, each pixel a 4 x 4 block
+    assert big.shape[0] == 80 and big.shape[1] - 120 == plain.shape[1] - 30  # same legend panel
+    assert (big[:4, :4] == 0).all()  # the ignored pixel (0, 0), uncoloured
+    assert tuple(big[4, 0]) == (0, 0, 255) and tuple(big[0, 4]) == (0, 0, 255)
+    assert (big[:, 80:120] == (255, 0, 0)).all()  # columns 20-29 of class 2, blue in BGR
+    assert (big[:, 79] == (0, 0, 255)).all()
+    # an image already as large as min_size is left at its size
+    same = draw_segmentation(img, seg, ['cat', 'sofa', 'window'], pal, opacity=1.0, min_size=30)
+    assert np.array_equal(same, plain)
