@@ -6,6 +6,7 @@ text embeddings and a tiny pretrained CLIP (OpenAI TorchScript format).
 import argparse
 import json
 import os.path as osp
+import shutil
 import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
@@ -16,7 +17,7 @@ from mmcv.utils import get_logger, print_log  # noqa: E402
 
 from cascade_clip.testing import synthetic  # noqa: E402
 
-VERSION = 4  # bump when the generator changes
+VERSION = 5  # bump when the generator changes
 
 
 def main(argv=None):
@@ -31,6 +32,8 @@ def main(argv=None):
         print_log(f'demo data already in {args.root}', logger)
         return
     torch.set_num_threads(2)
+    for sub in ('images', 'annotations'):  # no files left over from another version
+        shutil.rmtree(osp.join(args.root, sub), ignore_errors=True)
     synthetic.make_dataset(args.root)
     emb = synthetic.text_embeddings(dim=32)
     np.save(osp.join(args.root, 'text_embeddings.npy'), emb)
