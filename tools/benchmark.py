@@ -91,7 +91,7 @@ def reference_rows(model, cfg, img1, args, g, logger):
     rows = []
     with tempfile.TemporaryDirectory() as d:
         path = f'{d}/emb.npy'
-        np.save(path, model.text_embeddings.cpu().numpy())
+        np.save(path, model.class_embeddings().cpu().numpy())
         model.eval()
         with torch.no_grad():
             diff = (model.encode_decode(img1, None) - P.encode_decode(model, img1, path)).abs().max().item()

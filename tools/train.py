@@ -10,9 +10,6 @@ import os.path as osp
 import sys
 import time
 
-# MMCV 1.x checkpoints (published ones included) pickle their meta; torch >= 2.6 would
-# refuse them by default.
-os.environ.setdefault('TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD', '1')
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 import mmcv  # noqa: E402
@@ -27,14 +24,19 @@ from mmseg.models import build_segmentor  # noqa: E402
 from mmseg.utils import collect_env, get_root_logger, setup_multi_processes  # noqa: E402
 
 import cascade_clip  # noqa: E402,F401
-from cascade_clip.apis import init_distributed, train_segmentor  # noqa: E402
+from cascade_clip.apis import (check_model_matches_dataset, init_distributed,  # noqa: E402
+                               train_segmentor)
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description='Train a Cascade-CLIP segmentor')
     parser.add_argument('config', help='train config file path')
     parser.add_argument('--work-dir', help='the dir to save logs and models')
-    parser.add_argument('--load-from', help='the checkpoint file to load weights from')
+    parser.add_argument('--load-from', help='the checkpoint file to load weights from (it must '
+                        'match the model exactly, unless --load-partial)')
+    parser.add_argument('--load-partial', action='store_true',
+                        help='fine-tune from a checkpoint of another model: load the matching '
+                        'weights and log every key that was skipped')
     parser.add_argument('--resume-from', help='the checkpoint file to resume from')
     parser.add_argument('--auto-resume', action='store_true', help='resume from the latest checkpoint')
     parser.add_argument('--no-validate', action='store_true', help='do not evaluate during training')
@@ -65,6 +67,8 @@ def main(argv=None):
         cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
     if args.load_from is not None:
         cfg.load_from = args.load_from
+    if args.load_partial:
+        cfg.load_partial = True
     if args.resume_from is not None:
         cfg.resume_from = args.resume_from
     cfg.auto_resume = args.auto_resume
@@ -109,6 +113,8 @@ def main(argv=None):
         cfg.model.class_names = list(datasets[0].CLASSES)
 
     model = build_segmentor(cfg.model, train_cfg=cfg.get('train_cfg'), test_cfg=cfg.get('test_cfg'))
+    for ds in datasets:  # a trained class reported as "unseen" would void every figure
+        check_model_matches_dataset(model, ds, args.config)
     model.init_weights()
     if cfg.device == 'cpu' or not distributed:
         model = revert_sync_batchnorm(model)  # SyncBN needs GPUs and a process group
@@ -121,7 +127,6 @@ def main(argv=None):
             config=cfg.pretty_text,
             CLASSES=list(datasets[0].CLASSES),
             PALETTE=[list(map(int, c)) for c in datasets[0].PALETTE] if datasets[0].PALETTE is not None else None)
-    model.CLASSES = datasets[0].CLASSES
     train_segmentor(model, datasets, cfg, distributed=distributed, validate=not args.no_validate,
                     timestamp=timestamp, meta=meta)
 

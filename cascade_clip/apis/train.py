@@ -11,6 +11,7 @@ from mmseg.core import DistEvalHook, EvalHook, build_optimizer
 from mmseg.datasets import build_dataloader, build_dataset
 from mmseg.utils import find_latest_checkpoint, get_root_logger
 
+from .checkpoint import load_weights
 from .dist import broadcast_module
 
 
@@ -97,5 +98,6 @@ def train_segmentor(model, dataset, cfg, distributed=False, validate=False, time
     if cfg.resume_from:
         runner.resume(cfg.resume_from, map_location='cpu' if device == 'cpu' else 'default')
     elif cfg.load_from:
-        runner.load_checkpoint(cfg.load_from, map_location='cpu')
+        load_weights(model, cfg.load_from, config=cfg.filename, strict=not cfg.get('load_partial', False),
+                     logger=logger)
     runner.run(data_loaders, cfg.workflow)

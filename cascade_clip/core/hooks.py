@@ -3,8 +3,11 @@ import torch
 import torch.distributed as dist
 from mmcv.runner import HOOKS, OptimizerHook, allreduce_grads
 
+from ..utils.strict import strict_kwargs
+
 
 @HOOKS.register_module()
+@strict_kwargs
 class GradAllReduceOptimizerHook(OptimizerHook):
     """Backward, average the gradients over the ranks, (clip), step.
 
@@ -46,6 +49,7 @@ def allreduce_gradients(params) -> None:
 
 
 @HOOKS.register_module()
+@strict_kwargs
 class GradScalerOptimizerHook(OptimizerHook):
     """fp16 training: loss scaling with ``torch.amp.GradScaler`` (the model autocasts itself,
     see ``CascadeCLIP.amp_dtype``), optional gradient all-reduce for replicated CPU runs,

@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 import torch
 
+from cascade_clip.utils import safe_load
+
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CONFIG = osp.join(ROOT, 'configs/demo/cascade_clip_tiny_synthetic.py')
 PY = sys.executable
@@ -66,7 +68,7 @@ def test_dist_train_two_cpu_processes(dist_trained):
     assert osp.isfile(osp.join(work, 'iter_2.pth')) and osp.islink(osp.join(work, 'latest.pth'))
     assert 'Distributed training: True (world size 2, device cpu)' in out
     assert 'mIoU_unseen' in out and 'hIoU' in out  # evaluation hook with the dist test loop
-    ckpt = torch.load(osp.join(work, 'iter_2.pth'), map_location='cpu', weights_only=False)
+    ckpt = safe_load(osp.join(work, 'iter_2.pth'))
     assert ckpt['meta']['iter'] == 2
     assert ckpt['meta']['CLASSES'][0] == 'red flat'
     assert not any(k.endswith(('label_map', 'text_embeddings')) for k in ckpt['state_dict'])
@@ -118,7 +120,7 @@ def test_resume_continues_from_saved_iteration(dist_trained, demo_data, tmp_path
                *options(demo_data, iters=4, interval=4)])
     assert 'resumed from epoch: 1, iter 2' in out
     assert 'Iter [3/4]' in out and 'Iter [1/4]' not in out
-    ckpt = torch.load(osp.join(resumed, 'iter_4.pth'), map_location='cpu', weights_only=False)
+    ckpt = safe_load(osp.join(resumed, 'iter_4.pth'))
     assert ckpt['meta']['iter'] == 4
 
 
@@ -126,7 +128,7 @@ def test_fp16_training_uses_loss_scaling(demo_data, tmp_path):
     out = run([PY, 'tools/train.py', CONFIG, '--work-dir', str(tmp_path / 'fp16'), '--no-validate',
                '--cfg-options', *options(demo_data), 'model.amp_dtype=fp16'])
     assert 'GradScalerOptimizerHook' in out
-    ckpt = torch.load(osp.join(tmp_path, 'fp16', 'iter_2.pth'), map_location='cpu', weights_only=False)
+    ckpt = safe_load(osp.join(tmp_path, 'fp16', 'iter_2.pth'))
     assert 'grad_scaler' in ckpt['meta']['hook_msgs']
 
 

@@ -1,4 +1,4 @@
-"""Sigmoid focal + dice mask loss of Cascade-CLIP / ZegCLIP (SPEC §5).
+"""Sigmoid focal + dice mask loss of Cascade-CLIP / ZegCLIP (paper §3.5).
 
 Pure functions first (unit-tested alone), then the registered ``SegLossPlus`` module.
 """
@@ -9,6 +9,8 @@ import torch.distributed as dist
 import torch.nn as nn
 import torch.nn.functional as F
 from mmseg.models.builder import LOSSES
+
+from ...utils.strict import strict_kwargs
 
 
 def sigmoid_focal_loss(logits: torch.Tensor,
@@ -61,7 +63,7 @@ def label_to_onehot(label: torch.Tensor, num_classes: int,
 
     Returns:
         onehot: (B, K, H, W) float; ignored pixels are all-zero.
-        present: (B, K) bool, the classes present in each image (SPEC: the unique values
+        present: (B, K) bool, the classes present in each image (the unique values
             of the label map except the ignore value).
     """
     check_label_range(label, num_classes, ignore_index)
@@ -83,7 +85,7 @@ def focal_and_dice_from_labels(logits: torch.Tensor,
                                alpha: float = 0.25,
                                gamma: float = 2.0,
                                ignore_index: int = 255) -> Tuple[torch.Tensor, torch.Tensor]:
-    """``sigmoid_focal_loss`` and ``dice_loss`` of SPEC §5 computed from the label map.
+    """``sigmoid_focal_loss`` and ``dice_loss`` computed from the label map.
 
     Same values as building the one-hot targets (B, K, H, W) and calling the two functions
     above, without building them: for a binary target the focal term is
@@ -151,28 +153,28 @@ class SegPlusCriterion(nn.Module):
 
 
 @LOSSES.register_module()
+@strict_kwargs
 class SegLossPlus(nn.Module):
-    """Focal + dice loss on the head's ``pred_masks`` (SPEC §5).
+    """Focal + dice loss on the head's ``pred_masks``.
 
     Args:
         num_classes: number of seen classes (sizes the checkpoint buffer only).
-        dec_layers: accepted for config compatibility (only the final masks are supervised).
+        dec_layers: key of the published configs, accepted for compatibility (only the final
+            masks are supervised).
         mask_weight, dice_weight, loss_weight: ``loss_mask = focal·mask_weight·loss_weight``,
             ``loss_dice = dice·dice_weight·loss_weight``.
     """
 
     def __init__(self,
                  num_classes: int,
-                 dec_layers: int = 3,
+                 dec_layers: int = 3,  # compatibility, see above
                  mask_weight: float = 100.0,
                  dice_weight: float = 1.0,
                  loss_weight: float = 1.0,
                  focal_alpha: float = 0.25,
-                 focal_gamma: float = 2.0,
-                 **kwargs):
+                 focal_gamma: float = 2.0):
         super().__init__()
         self.num_classes = num_classes
-        self.dec_layers = dec_layers
         self.mask_weight = mask_weight
         self.dice_weight = dice_weight
         self.loss_weight = loss_weight
