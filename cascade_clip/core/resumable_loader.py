@@ -31,7 +31,8 @@ class _SamplerView:
 
 class ResumableLoader:
     """Wraps a ``DataLoader`` and records where it is: the epoch, the batches yielded in it and
-    the torch random state at the epoch's start.
+    the torch random state at the epoch's start. ``logger``: a logger or a logger's name (for
+    MMCV's ``print_log``), MMSeg's by default.
 
     The shuffle order of a ``RandomSampler`` and the DataLoader's worker seeds are drawn from
     the torch generator when an epoch's iterator is made, and augmentations draw from the
@@ -41,7 +42,7 @@ class ResumableLoader:
     random draws), then the random states of the checkpoint are restored.
     """
 
-    def __init__(self, loader, logger=None):
+    def __init__(self, loader, logger='mmseg'):
         self.loader = loader
         self.logger = logger
         self.epoch = -1  # incremented when the first epoch starts

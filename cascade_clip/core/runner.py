@@ -42,12 +42,12 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def remove_stale_temporary_checkpoints(folder: str, logger=None) -> List[str]:
+def remove_stale_temporary_checkpoints(folder: str, logger='mmseg') -> List[str]:
     """Delete the ``*.pth.tmp-<pid>`` files that an interrupted ``atomic_save_checkpoint`` left
     in ``folder`` (not recursive) when process ``pid`` no longer runs on this machine.
 
-    Files of a live process are kept (a save may be in progress) and logged. Returns the
-    removed paths.
+    Files of a live process are kept (a save may be in progress); both are logged to ``logger``
+    (a logger or a logger's name). Returns the removed paths.
     """
     removed = []
     if not osp.isdir(folder):
