@@ -112,8 +112,8 @@ class AtomicIterBasedRunner(IterBasedRunner):
 
     def call_hook(self, fn_name: str) -> None:
         if fn_name == 'after_train_iter':
-            # after forward and backward, before the optimizer step (which draws no random
-            # numbers) and the checkpoint hook
+            # after the forward pass; before the backward pass and the optimizer step (the
+            # optimizer hook's work, which draws no random numbers) and the checkpoint hook
             state = self._local_train_state()
             due = self._checkpoint_due()
             self._captured = (self.iter, state, due)
