@@ -4,13 +4,14 @@ import warnings
 
 import torch
 from mmcv.parallel import MMDataParallel, MMDistributedDataParallel
-from mmcv.runner import build_runner
+from mmcv.runner import build_runner, get_dist_info
 from mmcv.utils import build_from_cfg
 from mmcv.runner import HOOKS
 from mmseg.core import DistEvalHook, EvalHook, build_optimizer
 from mmseg.datasets import build_dataloader, build_dataset
 from mmseg.utils import find_latest_checkpoint, get_root_logger
 
+from ..core import NonFiniteLossHook
 from .checkpoint import load_weights
 from .dist import broadcast_module
 
@@ -39,6 +40,27 @@ def wrap_model(model, device: str, distributed: bool, find_unused_parameters: bo
     return MMDataParallel(model.cpu(), device_ids=None)
 
 
+def check_one_batch(dataset, loader, samples_per_gpu: int, distributed: bool) -> None:
+    """Raise ValueError when ``loader`` (built with drop_last=True) has no complete batch:
+    MMCV's runner would otherwise fail with a bare StopIteration at the first iteration."""
+    if len(loader) > 0:
+        return
+    _, world = get_dist_info()
+    processes = world if distributed else 1
+    per_step = loader.batch_size * processes
+    # images one process iterates (its share of a distributed sampler), and the largest
+    # samples_per_gpu that gives it a complete batch
+    largest = len(loader.sampler) * samples_per_gpu // loader.batch_size
+    fix = (f'lower data.samples_per_gpu to at most {largest} (e.g. --cfg-options '
+           f'data.samples_per_gpu={largest}), use fewer processes, or add images'
+           if largest else 'add images to the training set')
+    raise ValueError(
+        f'the training set ({type(dataset).__name__}, {len(dataset)} images) is smaller than one '
+        f'batch: data.samples_per_gpu={samples_per_gpu} x {processes} process(es) = {per_step} '
+        f'images per step, and incomplete batches are dropped (drop_last=True), so there is '
+        f'nothing to train on: {fix}')
+
+
 def train_segmentor(model, dataset, cfg, distributed=False, validate=False, timestamp=None, meta=None):
     """Train ``model`` as ``mmseg.apis.train_segmentor`` does (same config keys)."""
     logger = get_root_logger(cfg.log_level)
@@ -51,6 +73,8 @@ def train_segmentor(model, dataset, cfg, distributed=False, validate=False, time
     })
     train_loader_cfg = {**loader_cfg, **cfg.data.get('train_dataloader', {})}
     data_loaders = [build_dataloader(ds, **train_loader_cfg) for ds in dataset]
+    for ds, loader in zip(dataset, data_loaders):
+        check_one_batch(ds, loader, train_loader_cfg['samples_per_gpu'], distributed)
 
     model = wrap_model(model, device, distributed, cfg.get('find_unused_parameters', False))
     optimizer = build_optimizer(model, cfg.optimizer)
@@ -74,6 +98,9 @@ def train_segmentor(model, dataset, cfg, distributed=False, validate=False, time
                          f'for distributed CPU training')
     runner.register_training_hooks(cfg.lr_config, optimizer_config, cfg.checkpoint_config,
                                    cfg.log_config, cfg.get('momentum_config', None))
+    # before the optimizer hook (ABOVE_NORMAL): a NaN/inf loss stops the run before it
+    # changes the weights or writes a checkpoint
+    runner.register_hook(NonFiniteLossHook(), priority='HIGH')
     runner.timestamp = timestamp
 
     if validate:
