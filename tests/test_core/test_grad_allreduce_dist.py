@@ -21,7 +21,8 @@ def _setup():
     torch.manual_seed(0)
     model = build(tiny_model_cfg())
     g = torch.Generator().manual_seed(1)
-    model.set_class_embeddings(torch.nn.functional.normalize(torch.randn(6, 32, generator=g), dim=-1))
+    model.set_vocabulary(model.class_names, model.base_class,
+                         torch.nn.functional.normalize(torch.randn(6, 32, generator=g), dim=-1))
     model.eval()  # no dropout / drop-path: both runs compute the same function
     img = torch.randn(2, 3, 64, 64, generator=g)
     gt = torch.zeros(2, 1, 64, 64, dtype=torch.long)  # image 0: one class (dataset id 0)
