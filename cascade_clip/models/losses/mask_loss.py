@@ -139,6 +139,117 @@ def reduce_num_masks(num_masks: int, device: torch.device) -> float:
     return float(torch.clamp(n, min=1).item())
 
 
+def count_masks(label: torch.Tensor, ignore_index: int = 255) -> int:
+    """Number of (image, class) pairs present in ``label`` (B, [1,] H, W): per image, the
+    distinct values other than ``ignore_index`` and the -1 marks of unlabelled pixels."""
+    lab = label.reshape(label.shape[0], -1).long()
+    valid = (lab != ignore_index) & (lab >= 0)
+    b_idx = torch.arange(lab.shape[0], device=lab.device).unsqueeze(1).expand_as(lab)[valid]
+    return int(torch.unique(b_idx * (int(lab.max()) + 1) + lab[valid]).numel()) if valid.any() else 0
+
+
+def _chunk_focal_dice(x: torch.Tensor, label: torch.Tensor, k0: int, size: Tuple[int, int],
+                      alpha: float, gamma: float) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Unnormalised focal and dice sums of the classes k0..k0+c-1.
+
+    Args:
+        x: (B, c, h, w) float32 logits of ``c`` classes, upsampled (bilinear,
+            align_corners=False) to ``size`` = (H, W) here when (h, w) differs.
+        label: (B, H, W) class ids; pixels of other classes or ignored count as t = 0.
+
+    Returns:
+        focal: Σ over the chunk's masks of the per-mask mean focal term.
+        dice: Σ over the chunk's present masks of 1 - (2Σpt + 1) / (Σp + Σt + 1).
+    """
+    if tuple(x.shape[-2:]) != tuple(size):
+        x = F.interpolate(x, size=size, mode='bilinear', align_corners=False)
+    B, c = x.shape[:2]
+    x = x.reshape(B, c, -1)
+    classes = torch.arange(k0, k0 + c, device=label.device).view(1, c, 1)
+    t = label.reshape(B, 1, -1) == classes  # (B, c, P) bool
+    prob = x.sigmoid()
+    w_neg = (1 - alpha) if alpha >= 0 else 1.0
+    w_pos = alpha if alpha >= 0 else 1.0
+    # binary target: (1-α)·p^γ·softplus(x) where t = 0, α·(1-p)^γ·softplus(-x) where t = 1
+    focal = torch.where(t, w_pos * _pow(1 - prob, gamma) * F.softplus(-x),
+                        w_neg * _pow(prob, gamma) * F.softplus(x))
+    focal = focal.sum() / x.shape[-1]
+    tf = t.to(x.dtype)
+    t_sum = tf.sum(-1)
+    present = t_sum > 0
+    inter = (prob * tf).sum(-1)
+    dice = (1 - (2 * inter + 1) / (prob.sum(-1) + t_sum + 1))[present].sum()
+    return focal, dice
+
+
+class _LeanFocalDice(torch.autograd.Function):
+    """Focal and dice sums of all classes, computed class chunk by class chunk.
+
+    Only the low-resolution logits and the label map are kept for the backward pass; the
+    backward recomputes each chunk (upsampling included) and differentiates it alone, so
+    the (B, K, H, W) full-resolution tensors never exist, only a few (B, chunk, H, W) ones.
+    """
+
+    @staticmethod
+    def forward(ctx, logits, label, size, alpha, gamma, chunk):
+        ctx.save_for_backward(logits, label)
+        ctx.args = (size, alpha, gamma, chunk)
+        focal = logits.new_zeros(())
+        dice = logits.new_zeros(())
+        for k0 in range(0, logits.shape[1], chunk):
+            f, d = _chunk_focal_dice(logits[:, k0:k0 + chunk], label, k0, size, alpha, gamma)
+            focal, dice = focal + f, dice + d
+        return focal, dice
+
+    @staticmethod
+    def backward(ctx, grad_focal, grad_dice):
+        logits, label = ctx.saved_tensors
+        size, alpha, gamma, chunk = ctx.args
+        grad = torch.empty_like(logits)
+        for k0 in range(0, logits.shape[1], chunk):
+            xc = logits[:, k0:k0 + chunk].detach().requires_grad_()
+            with torch.enable_grad():
+                f, d = _chunk_focal_dice(xc, label, k0, size, alpha, gamma)
+                grad[:, k0:k0 + chunk] = torch.autograd.grad(f * grad_focal + d * grad_dice, xc)[0]
+        return grad, None, None, None, None, None
+
+
+def lean_focal_and_dice(logits: torch.Tensor,
+                        label: torch.Tensor,
+                        num_masks: Optional[float] = None,
+                        alpha: float = 0.25,
+                        gamma: float = 2.0,
+                        ignore_index: int = 255,
+                        class_chunk: int = 16) -> Tuple[torch.Tensor, torch.Tensor]:
+    """``focal_and_dice_from_labels`` of the logits upsampled to the label's size, with the
+    memory of a few class chunks.
+
+    Equal values and gradients to upsampling ``logits`` bilinearly (align_corners=False) to
+    (H, W) and calling ``sigmoid_focal_loss`` / ``dice_loss`` on the one-hot targets of the
+    present masks, but nothing of size (B, K, H, W) is built or kept for the backward pass:
+    classes are processed ``class_chunk`` at a time, in the forward and again (recomputed)
+    in the backward.
+
+    Args:
+        logits: (B, K, h, w) mask logits at any resolution (cast to float32).
+        label: (B, H, W) class ids in [0, K) or ``ignore_index``.
+        num_masks: normaliser; by default the number of (image, present class) pairs,
+            averaged over the ranks of a distributed run (``reduce_num_masks``). Give it to
+            normalise over a larger batch (gradient accumulation).
+        class_chunk: classes per chunk (memory ~ a few (B, class_chunk, H, W) float tensors).
+
+    Returns:
+        (focal, dice), both divided by ``num_masks``.
+    """
+    logits = logits.float()
+    if num_masks is None:
+        num_masks = reduce_num_masks(count_masks(label, ignore_index), logits.device)
+    label = label.long()
+    focal, dice = _LeanFocalDice.apply(logits, label, tuple(label.shape[-2:]), alpha, gamma,
+                                       max(1, int(class_chunk)))
+    return focal / num_masks, dice / num_masks
+
+
 class SegPlusCriterion(nn.Module):
     """Holds the ``empty_weight`` buffer of the published checkpoints (it has no use)."""
 
@@ -159,6 +270,9 @@ class SegLossPlus(nn.Module):
         dec_layers: accepted for config compatibility (only the final masks are supervised).
         mask_weight, dice_weight, loss_weight: ``loss_mask = focal·mask_weight·loss_weight``,
             ``loss_dice = dice·dice_weight·loss_weight``.
+        class_chunk: classes per chunk of the lean computation (``lean_focal_and_dice``):
+            the logits may come at a lower resolution than the label; they are upsampled
+            chunk by chunk and no full-resolution tensor is kept for the backward pass.
     """
 
     def __init__(self,
@@ -169,6 +283,7 @@ class SegLossPlus(nn.Module):
                  loss_weight: float = 1.0,
                  focal_alpha: float = 0.25,
                  focal_gamma: float = 2.0,
+                 class_chunk: int = 16,
                  **kwargs):
         super().__init__()
         self.num_classes = num_classes
@@ -178,23 +293,24 @@ class SegLossPlus(nn.Module):
         self.loss_weight = loss_weight
         self.focal_alpha = focal_alpha
         self.focal_gamma = focal_gamma
+        self.class_chunk = class_chunk
         self.criterion = SegPlusCriterion(num_classes)
 
     @property
     def loss_name(self) -> str:
         return 'loss_mask'
 
-    def forward(self, pred_masks: torch.Tensor, label: torch.Tensor,
-                ignore_index: int = 255) -> Dict[str, torch.Tensor]:
-        """pred_masks: (B, K, h, w) logits; label: (B, H, W) ids -> {loss_mask, loss_dice}."""
-        pred_masks = pred_masks.float()
+    def forward(self, pred_masks: torch.Tensor, label: torch.Tensor, ignore_index: int = 255,
+                num_masks: Optional[float] = None) -> Dict[str, torch.Tensor]:
+        """pred_masks: (B, K, h, w) logits at any resolution (upsampled bilinearly to the
+        label's size); label: (B, H, W) ids -> {loss_mask, loss_dice}.
+
+        ``num_masks``: the normaliser; by default the present labels per image (unique
+        values but the ignore index) summed over the batch and averaged over the ranks.
+        """
         check_label_range(label, pred_masks.shape[1], ignore_index)
-        if pred_masks.shape[-2:] != label.shape[-2:]:
-            pred_masks = F.interpolate(pred_masks, size=label.shape[-2:], mode='bilinear',
-                                       align_corners=False)
-        # num_masks: present labels per image (unique values but the ignore index), summed
-        focal, dice = focal_and_dice_from_labels(pred_masks, label, None, self.focal_alpha,
-                                                 self.focal_gamma, ignore_index)
+        focal, dice = lean_focal_and_dice(pred_masks, label, num_masks, self.focal_alpha,
+                                          self.focal_gamma, ignore_index, self.class_chunk)
         return {
             'loss_mask': focal * self.mask_weight * self.loss_weight,
             'loss_dice': dice * self.dice_weight * self.loss_weight,
