@@ -1,7 +1,8 @@
-from .hooks import GradAllReduceOptimizerHook, GradScalerOptimizerHook, allreduce_gradients
+from .hooks import (GradAllReduceOptimizerHook, GradScalerOptimizerHook, MicroBatching,
+                    MicroBatchOptimizerHook, allreduce_gradients)
 from .runner import AtomicIterBasedRunner, atomic_save_checkpoint
 
 __all__ = [
     'AtomicIterBasedRunner', 'GradAllReduceOptimizerHook', 'GradScalerOptimizerHook',
-    'allreduce_gradients', 'atomic_save_checkpoint'
+    'MicroBatchOptimizerHook', 'MicroBatching', 'allreduce_gradients', 'atomic_save_checkpoint'
 ]
