@@ -138,3 +138,33 @@ def test_missing_clip_and_embedding_files_are_clear_errors(demo_data, tmp_path):
     bad = [o for o in opts if not o.startswith('model.load_text')] + [f'model.load_text_embedding={tmp_path}/x.npy']
     with pytest.raises(AssertionError, match=r'text embedding file not found: .*x.npy; make it with'):
         run([PY, 'tools/train.py', CONFIG, '--work-dir', str(tmp_path / 'w'), '--cfg-options', *bad])
+
+
+def test_total_batch_accumulates_micro_batches_and_schedule_counts_steps(demo_data, tmp_path):
+    work = str(tmp_path / 'acc')
+    out = run([PY, 'tools/train.py', CONFIG, '--work-dir', work, '--no-validate', '--total-batch', '4',
+               '--cfg-options', *options(demo_data), 'data.samples_per_gpu=1'])
+    assert 'gradient accumulation: 4 micro-batches of 1 image(s) per GPU' in out
+    assert "type='MicroBatchOptimizerHook'" in out or 'MicroBatchOptimizerHook' in out
+    assert 'Iter [2/2]' in out
+    ckpt = torch.load(osp.join(work, 'iter_2.pth'), map_location='cpu', weights_only=False)
+    # one runner iteration = one optimizer step: AdamW stepped twice in 2 iterations
+    steps = {float(s['step']) for s in ckpt['optimizer']['state'].values()}
+    assert steps == {2.0}
+
+
+def test_total_batch_arithmetic():
+    sys.path.insert(0, osp.join(ROOT, 'tools'))
+    try:
+        from train import set_total_batch
+    finally:
+        sys.path.pop(0)
+    from mmcv.utils import Config
+    cfg = Config(dict(data=dict(samples_per_gpu=4), optimizer_config=dict(grad_clip=None)))
+    assert set_total_batch(cfg, 16, 1) == 4
+    assert cfg.optimizer_config == dict(type='GradientCumulativeOptimizerHook', cumulative_iters=4,
+                                        grad_clip=None)
+    assert set_total_batch(cfg, 16, 2) == 2 and cfg.optimizer_config.cumulative_iters == 2
+    assert set_total_batch(cfg, 16, 4) == 1
+    with pytest.raises(ValueError, match='not a multiple'):
+        set_total_batch(cfg, 12, 2)
