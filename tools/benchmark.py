@@ -1,10 +1,21 @@
-"""Speed of the model at full size on this machine: one crop through ``encode_decode`` and one
-training step (AdamW), fp32 and/or bf16 autocast. Random weights; prints the figures.
+"""Speed and memory of the model at full size on this machine. Random weights; prints the
+figures.
+
+Speed: one crop through ``encode_decode`` and one training step (AdamW), fp32 and/or bf16:
 
     python tools/benchmark.py CONFIG [--threads 2] [--shape 512 512] [--batch 2]
-        [--amp none bf16] [--runs 5] [--train-runs 3] [--skip-train]
+        [--amp none bf16] [--runs 5] [--train-runs 3] [--skip-train] [--reference]
+
+Memory (``--memory``): every combination of ``--amp`` x ``--with-cp`` x ``--batch`` runs in a
+fresh process (one forward + backward of the training loss, then the AdamW step), whose peak
+resident memory (``ru_maxrss``) and step time are printed side by side in one table:
+
+    python tools/benchmark.py CONFIG --memory [--amp none bf16] [--with-cp off on]
+        [--batch 1 2 4] [--threads 2] [--shape 512 512]
 """
 import argparse
+import json
+import subprocess
 import os.path as osp
 import resource
 import statistics
@@ -37,7 +48,14 @@ def main(argv=None):
     parser.add_argument('config')
     parser.add_argument('--threads', type=int, default=2)
     parser.add_argument('--shape', type=int, nargs=2, default=(512, 512))
-    parser.add_argument('--batch', type=int, default=2, help='training batch size')
+    parser.add_argument('--batch', type=int, nargs='+', default=[2],
+                        help='training batch size(s) (several with --memory)')
+    parser.add_argument('--memory', action='store_true',
+                        help='peak memory and time of a training step per setting, each in a '
+                        'fresh process')
+    parser.add_argument('--with-cp', nargs='+', default=['off'], choices=['off', 'on'],
+                        help='activation checkpointing of the image encoder (with --memory)')
+    parser.add_argument('--child', help=argparse.SUPPRESS)
     parser.add_argument('--amp', nargs='+', default=['none'], choices=['none', 'bf16', 'fp16'],
                         help='precisions to measure (bf16 pays only with AVX-512 BF16 / AMX)')
     parser.add_argument('--runs', type=int, default=5)
@@ -48,6 +66,11 @@ def main(argv=None):
                              'compare its outputs')
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.child:
+        return memory_child(args, json.loads(args.child))
+    if args.memory:
+        return memory_table(args, argv)
+    args.batch = args.batch[0]
     logger = get_logger('cascade_clip')
     cfg = Config.fromfile(args.config)
     model = build_model_for_measurement(cfg, None, logger)
@@ -127,6 +150,60 @@ def time_train_step(model, cfg, args, H, W, g, loss_fn):
 
     med, best = timed(step, args.train_runs)
     return med, best, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+
+def memory_table(args, argv):
+    """Run every (amp, with_cp, batch) setting in a fresh process; print one table."""
+    logger = get_logger('cascade_clip')
+    argv = list(sys.argv[1:] if argv is None else argv)
+    rows = []
+    for amp in args.amp:
+        for cp in args.with_cp:
+            for batch in args.batch:
+                setting = dict(amp=amp, with_cp=cp == 'on', batch=batch)
+                cmd = [sys.executable, osp.abspath(__file__), args.config, '--threads', str(args.threads),
+                       '--shape', *map(str, args.shape), '--child', json.dumps(setting)]
+                proc = subprocess.run(cmd, capture_output=True, text=True)
+                lines = [ln for ln in proc.stdout.splitlines() if ln.startswith('{')]
+                if proc.returncode != 0 or not lines:
+                    raise RuntimeError(f'{cmd} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}')
+                r = json.loads(lines[-1])
+                rows.append(f'| {amp:>4} | {cp:>3} | {batch:>2} | {r["fwd_bwd_peak_gib"]:.2f} | '
+                            f'{r["step_peak_gib"]:.2f} | {r["fwd_bwd_s"]:.1f} |')
+                print_log(f'{setting}: {r}', logger)
+    H, W = args.shape
+    head = ('| amp | with_cp | batch | peak RSS, forward + backward (GiB) | peak RSS with the AdamW '
+            'step (GiB) | forward + backward (s) |\n|---|---|---|---|---|---|')
+    print_log(f'{args.config}, {H}x{W}, {args.threads} threads, one fresh process per row:\n'
+              + head + '\n' + '\n'.join(rows), logger)
+
+
+def memory_child(args, setting):
+    """One setting in this (fresh) process: build, one forward + backward, one AdamW step;
+    prints a JSON line with the peak RSS after the backward and after the step."""
+    logger = get_logger('cascade_clip', log_level='ERROR')
+    cfg = Config.fromfile(args.config)
+    cfg.model.backbone.with_cp = setting['with_cp']
+    model = build_model_for_measurement(cfg, None, logger)
+    model.class_embeddings()
+    model.amp_dtype = None if setting['amp'] == 'none' else setting['amp']
+    model.train()
+    H, W = args.shape
+    B = setting['batch']
+    g = torch.Generator().manual_seed(0)
+    imgs = torch.randn(B, 3, H, W, generator=g)
+    gt = torch.randint(0, model.num_classes, (B, 1, H, W), generator=g)
+    gt[:, :, :H // 8] = 255
+    metas = [dict(ori_shape=(H, W, 3), img_shape=(H, W, 3), pad_shape=(H, W, 3), flip=False)] * B
+    opt = build_optimizer(model, cfg.optimizer)
+    t0 = time.perf_counter()
+    losses = model.forward_train(imgs, metas, gt)
+    sum(v for k, v in losses.items() if 'loss' in k).backward()
+    fwd_bwd = time.perf_counter() - t0
+    peak_fb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    opt.step()
+    peak_step = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    print(json.dumps(dict(fwd_bwd_s=fwd_bwd, fwd_bwd_peak_gib=peak_fb, step_peak_gib=peak_step)))
 
 
 def _with(model, img):
