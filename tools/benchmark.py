@@ -69,7 +69,7 @@ def main(argv=None):
     if args.child:
         return memory_child(args, json.loads(args.child))
     if args.memory:
-        return memory_table(args, argv)
+        return memory_table(args)
     args.batch = args.batch[0]
     logger = get_logger('cascade_clip')
     cfg = Config.fromfile(args.config)
@@ -152,10 +152,11 @@ def time_train_step(model, cfg, args, H, W, g, loss_fn):
     return med, best, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
-def memory_table(args, argv):
+def memory_table(args):
     """Run every (amp, with_cp, batch) setting in a fresh process; print one table."""
     logger = get_logger('cascade_clip')
-    argv = list(sys.argv[1:] if argv is None else argv)
+    for amp in args.amp:
+        warn_if_slow_amp('cpu', None if amp == 'none' else amp, logger)
     rows = []
     for amp in args.amp:
         for cp in args.with_cp:
