@@ -76,7 +76,7 @@ def whole_batch_grads(model, batch):
     losses = model.forward_train(batch['img'], batch['img_metas'], batch['gt_semantic_seg'])
     loss = losses['decode.loss_mask'] + losses['decode.loss_dice']
     grads = torch.autograd.grad(loss, params)
-    return list(grads), float(loss)
+    return list(grads), float(loss.detach())
 
 
 def rel_diff(a, b):
@@ -152,10 +152,17 @@ def _worker(rank, world, port, out_dir):
         dist.destroy_process_group()
 
 
+def free_port():
+    import socket
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
 def test_two_processes_two_micro_batches_equal_batch_four():
     with tempfile.TemporaryDirectory() as d:
-        mp.spawn(_worker, args=(2, 29637, d), nprocs=2, join=True)
-        got = [torch.load(os.path.join(d, f'grads{r}.pt')) for r in range(2)]
+        mp.spawn(_worker, args=(2, free_port(), d), nprocs=2, join=True)
+        got = [torch.load(os.path.join(d, f'grads{r}.pt'), weights_only=True) for r in range(2)]
     ref, _ = whole_batch_grads(no_dropout_model(), make_batch(4, 3))
     assert rel_diff(got[0], ref) < 1e-5
     assert rel_diff(got[1], ref) < 1e-5
