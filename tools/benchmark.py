@@ -12,6 +12,13 @@ resident memory (``ru_maxrss``) and step time are printed side by side in one ta
 
     python tools/benchmark.py CONFIG --memory [--amp none bf16] [--with-cp off on]
         [--batch 1 2 4] [--threads 2] [--shape 512 512]
+
+Gradients (``--check-grads``): the trainable parameters' gradients of one training step
+(dropout and drop-path active, same seed) with ``with_cp`` and with the full-resolution loss
+(the logits upsampled to (B, K, H, W) first, ``focal_and_dice_from_labels``), compared
+with those of the default path; and the time of the loss alone, lean vs full-resolution:
+
+    python tools/benchmark.py CONFIG --check-grads [--batch 2] [--threads 2]
 """
 import argparse
 import json
@@ -55,6 +62,9 @@ def main(argv=None):
                         'fresh process')
     parser.add_argument('--with-cp', nargs='+', default=['off'], choices=['off', 'on'],
                         help='activation checkpointing of the image encoder (with --memory)')
+    parser.add_argument('--check-grads', action='store_true',
+                        help='gradients with with_cp and with the full-resolution loss against '
+                        'the default path, and the loss time')
     parser.add_argument('--child', help=argparse.SUPPRESS)
     parser.add_argument('--amp', nargs='+', default=['none'], choices=['none', 'bf16', 'fp16'],
                         help='precisions to measure (bf16 pays only with AVX-512 BF16 / AMX)')
@@ -70,6 +80,8 @@ def main(argv=None):
         return memory_child(args, json.loads(args.child))
     if args.memory:
         return memory_table(args)
+    if args.check_grads:
+        return check_grads(args)
     args.batch = args.batch[0]
     logger = get_logger('cascade_clip')
     cfg = Config.fromfile(args.config)
@@ -150,6 +162,78 @@ def time_train_step(model, cfg, args, H, W, g, loss_fn):
 
     med, best = timed(step, args.train_runs)
     return med, best, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+
+def full_resolution_loss(loss_module):
+    """The loss as computed before the lean version: logits upsampled to the label's size,
+    then ``focal_and_dice_from_labels`` on the (B, K, H, W) tensor (kept for the backward)."""
+    import torch.nn.functional as F
+
+    from cascade_clip.models.losses import focal_and_dice_from_labels
+
+    def forward(pred, label, ignore_index=255, num_masks=None):
+        up = F.interpolate(pred.float(), size=label.shape[-2:], mode='bilinear', align_corners=False)
+        f, d = focal_and_dice_from_labels(up, label, num_masks, loss_module.focal_alpha,
+                                          loss_module.focal_gamma, ignore_index)
+        w = loss_module.loss_weight
+        return {'loss_mask': f * loss_module.mask_weight * w, 'loss_dice': d * loss_module.dice_weight * w}
+
+    return forward
+
+
+def check_grads(args):
+    logger = get_logger('cascade_clip')
+    cfg = Config.fromfile(args.config)
+    torch.manual_seed(0)  # the same random weights in every run
+    model = build_model_for_measurement(cfg, None, logger)
+    model.class_embeddings()
+    model.train()
+    H, W = args.shape
+    B = args.batch[0]
+    g = torch.Generator().manual_seed(0)
+    imgs = torch.randn(B, 3, H, W, generator=g)
+    gt = torch.randint(0, model.num_classes, (B, 1, H, W), generator=g)
+    gt[:, :, :H // 8] = 255
+    metas = [dict(ori_shape=(H, W, 3), img_shape=(H, W, 3), pad_shape=(H, W, 3), flip=False)] * B
+    params = [p for p in model.parameters() if p.requires_grad]
+    loss_module = model.decode_head.loss_decode
+
+    def grads(with_cp, full_res_loss=False):
+        model.backbone.with_cp = with_cp
+        if full_res_loss:
+            loss_module.forward = full_resolution_loss(loss_module)
+        torch.manual_seed(1)  # the same dropout / drop-path draws in every run
+        t0 = time.perf_counter()
+        losses = model.forward_train(imgs, metas, gt)
+        out = torch.autograd.grad(sum(v for k, v in losses.items() if 'loss' in k), params)
+        seconds = time.perf_counter() - t0
+        if full_res_loss:
+            del loss_module.forward
+        return out, seconds
+
+    ref, t_ref = grads(False)
+    largest = max(x.abs().max().item() for x in ref)
+    rows = [f'default path (lean loss, with_cp off): forward + backward {t_ref:.1f} s; largest '
+            f'|gradient| {largest:.3e}']
+    for name, kw in (('with_cp on', dict(with_cp=True)),
+                     ('full-resolution loss', dict(with_cp=False, full_res_loss=True))):
+        other, t = grads(**kw)
+        diff = max((a - b).abs().max().item() for a, b in zip(other, ref))
+        rows.append(f'{name}: forward + backward {t:.1f} s; largest |gradient difference| '
+                    f'{diff:.2e} = {diff / largest:.2e} of the largest gradient')
+    # the loss alone, on random decoder logits
+    K = len(model.base_class)
+    h = w = H // model.backbone.patch_size
+    logits = torch.randn(B, K, h, w, generator=g).requires_grad_()
+    label = gt.squeeze(1).clamp(max=K - 1).masked_fill(gt.squeeze(1) == 255, 255)
+    for name, fn in (('lean', loss_module.forward), ('full-resolution', full_resolution_loss(loss_module))):
+        def run():
+            out = fn(logits, label)
+            torch.autograd.grad(out['loss_mask'] + out['loss_dice'], logits)
+        med, best = timed(run, 3)
+        rows.append(f'loss alone, {name}: forward + backward of ({B}, {K}, {h}, {w}) logits '
+                    f'against {H}x{W} labels {med:.2f} s (median of 3, best {best:.2f} s)')
+    print_log(f'{args.config}, batch {B}, {H}x{W}, {args.threads} threads:\n  ' + '\n  '.join(rows), logger)
 
 
 def memory_table(args):

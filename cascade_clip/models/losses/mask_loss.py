@@ -149,69 +149,97 @@ def count_masks(label: torch.Tensor, ignore_index: int = 255) -> int:
 
 
 def _chunk_focal_dice(x: torch.Tensor, label: torch.Tensor, k0: int, size: Tuple[int, int],
-                      alpha: float, gamma: float) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Unnormalised focal and dice sums of the classes k0..k0+c-1.
+                      alpha: float, gamma: float, with_grad: bool = False):
+    """Unnormalised focal and dice sums of the classes k0..k0+c-1, and optionally their
+    gradients with respect to ``x``, in closed form.
 
     Args:
         x: (B, c, h, w) float32 logits of ``c`` classes, upsampled (bilinear,
             align_corners=False) to ``size`` = (H, W) here when (h, w) differs.
         label: (B, H, W) class ids; pixels of other classes or ignored count as t = 0.
+        with_grad: also return d focal / d x and d dice / d x, (B, c, h, w) each (the
+            gradient at full resolution taken back through the upsampling by its adjoint).
 
     Returns:
         focal: Σ over the chunk's masks of the per-mask mean focal term.
         dice: Σ over the chunk's present masks of 1 - (2Σpt + 1) / (Σp + Σt + 1).
+        (grad_focal, grad_dice) or None.
     """
-    if tuple(x.shape[-2:]) != tuple(size):
-        x = F.interpolate(x, size=size, mode='bilinear', align_corners=False)
+    low = x
+    upsample = tuple(x.shape[-2:]) != tuple(size)
+    if upsample:
+        low = x.detach().requires_grad_(with_grad)
+        with torch.enable_grad():  # a graph of the upsampling alone (it saves no tensor)
+            x = F.interpolate(low, size=size, mode='bilinear', align_corners=False)
     B, c = x.shape[:2]
-    x = x.reshape(B, c, -1)
+    xf = x.detach().reshape(B, c, -1)
+    P = xf.shape[-1]
     classes = torch.arange(k0, k0 + c, device=label.device).view(1, c, 1)
     t = label.reshape(B, 1, -1) == classes  # (B, c, P) bool
-    prob = x.sigmoid()
+    tf = t.to(xf.dtype)
     w_neg = (1 - alpha) if alpha >= 0 else 1.0
     w_pos = alpha if alpha >= 0 else 1.0
-    # binary target: (1-α)·p^γ·softplus(x) where t = 0, α·(1-p)^γ·softplus(-x) where t = 1
-    focal = torch.where(t, w_pos * _pow(1 - prob, gamma) * F.softplus(-x),
-                        w_neg * _pow(prob, gamma) * F.softplus(x))
-    focal = focal.sum() / x.shape[-1]
-    tf = t.to(x.dtype)
+    # binary target: (1-α)·p^γ·softplus(x) where t = 0, α·(1-p)^γ·softplus(-x) where t = 1,
+    # i.e. w·q^γ·softplus(z) with z = ±x (the sign s = 1 - 2t) and q = sigmoid(z)
+    z = torch.where(t, -xf, xf)
+    q = z.sigmoid()
+    sp = F.softplus(z)
+    del z
+    qg = _pow(q, gamma)
+    w = torch.where(t, xf.new_tensor(w_pos), xf.new_tensor(w_neg))
+    focal = (w * qg * sp).sum() / P
+    p = torch.where(t, 1 - q, q)  # sigmoid(x)
     t_sum = tf.sum(-1)
     present = t_sum > 0
-    inter = (prob * tf).sum(-1)
-    dice = (1 - (2 * inter + 1) / (prob.sum(-1) + t_sum + 1))[present].sum()
-    return focal, dice
+    inter = (p * tf).sum(-1)
+    den = p.sum(-1) + t_sum + 1
+    num = 2 * inter + 1
+    dice = (1 - num / den)[present].sum()
+    if not with_grad:
+        return focal, dice, None
+    # d/dz [q^γ softplus(z)] = q^γ (γ (1 - q) softplus(z) + q); dz/dx = s
+    g_focal = torch.where(t, -w, w).mul_(qg).mul_(sp.mul_(gamma).mul_(1 - q).add_(q)).div_(P)
+    del w, qg, sp, q
+    # d dice / d p_j = (num - 2 t_j den) / den², d p / d x = p (1 - p); absent masks: 0
+    a = torch.where(present, num / den**2, torch.zeros_like(den)).unsqueeze(-1)
+    b = torch.where(present, 2 / den, torch.zeros_like(den)).unsqueeze(-1)
+    g_dice = (a - b * tf).mul_(p).mul_(1 - p)
+    g_focal, g_dice = g_focal.reshape(x.shape), g_dice.reshape(x.shape)
+    if upsample:
+        g_focal = torch.autograd.grad(x, low, g_focal, retain_graph=True)[0]
+        g_dice = torch.autograd.grad(x, low, g_dice)[0]
+    return focal, dice, (g_focal, g_dice)
 
 
 class _LeanFocalDice(torch.autograd.Function):
     """Focal and dice sums of all classes, computed class chunk by class chunk.
 
-    Only the low-resolution logits and the label map are kept for the backward pass; the
-    backward recomputes each chunk (upsampling included) and differentiates it alone, so
-    the (B, K, H, W) full-resolution tensors never exist, only a few (B, chunk, H, W) ones.
+    The forward computes, chunk by chunk, the values and (when the logits need a gradient)
+    their gradients with respect to the low-resolution logits in closed form, through the
+    adjoint of the upsampling; only these two (B, K, h, w) gradients are kept, and the
+    backward scales them by the incoming gradients. The (B, K, H, W) full-resolution tensors
+    never exist, only a few (B, chunk, H, W) ones at a time.
     """
 
     @staticmethod
     def forward(ctx, logits, label, size, alpha, gamma, chunk):
-        ctx.save_for_backward(logits, label)
-        ctx.args = (size, alpha, gamma, chunk)
+        with_grad = ctx.needs_input_grad[0]
         focal = logits.new_zeros(())
         dice = logits.new_zeros(())
+        grads = []
         for k0 in range(0, logits.shape[1], chunk):
-            f, d = _chunk_focal_dice(logits[:, k0:k0 + chunk], label, k0, size, alpha, gamma)
+            f, d, g = _chunk_focal_dice(logits[:, k0:k0 + chunk], label, k0, size, alpha, gamma,
+                                        with_grad)
             focal, dice = focal + f, dice + d
+            grads.append(g)
+        if with_grad:
+            ctx.save_for_backward(torch.cat([g[0] for g in grads], 1), torch.cat([g[1] for g in grads], 1))
         return focal, dice
 
     @staticmethod
     def backward(ctx, grad_focal, grad_dice):
-        logits, label = ctx.saved_tensors
-        size, alpha, gamma, chunk = ctx.args
-        grad = torch.empty_like(logits)
-        for k0 in range(0, logits.shape[1], chunk):
-            xc = logits[:, k0:k0 + chunk].detach().requires_grad_()
-            with torch.enable_grad():
-                f, d = _chunk_focal_dice(xc, label, k0, size, alpha, gamma)
-                grad[:, k0:k0 + chunk] = torch.autograd.grad(f * grad_focal + d * grad_dice, xc)[0]
-        return grad, None, None, None, None, None
+        g_focal, g_dice = ctx.saved_tensors
+        return g_focal * grad_focal + g_dice * grad_dice, None, None, None, None, None
 
 
 def lean_focal_and_dice(logits: torch.Tensor,
@@ -227,8 +255,9 @@ def lean_focal_and_dice(logits: torch.Tensor,
     Equal values and gradients to upsampling ``logits`` bilinearly (align_corners=False) to
     (H, W) and calling ``sigmoid_focal_loss`` / ``dice_loss`` on the one-hot targets of the
     present masks, but nothing of size (B, K, H, W) is built or kept for the backward pass:
-    classes are processed ``class_chunk`` at a time, in the forward and again (recomputed)
-    in the backward.
+    classes are processed ``class_chunk`` at a time, and the gradient with respect to the
+    low-resolution logits is computed in the same pass, in closed form (kept: two tensors
+    of the logits' size).
 
     Args:
         logits: (B, K, h, w) mask logits at any resolution (cast to float32).
