@@ -2,6 +2,12 @@
 
     python tools/train.py CONFIG [--work-dir DIR] [--load-from CKPT] [--resume-from CKPT]
         [--seed N] [--deterministic] [--cfg-options k=v ...] [--launcher pytorch]
+        [--total-batch N]
+
+``--total-batch N`` keeps the effective batch N (the published runs: 4 GPUs x 4 images = 16)
+on fewer GPUs: the K = N / (processes x samples_per_gpu) micro-batches of each step are
+accumulated exactly (``GradientCumulativeOptimizerHook`` with ``cumulative_iters=K``), and
+the schedule (max_iters, warm-up, poly decay) still counts optimizer steps.
 """
 import argparse
 import copy
@@ -46,12 +52,36 @@ def parse_args(argv=None):
     parser.add_argument('--deterministic', action='store_true', help='deterministic CUDNN')
     parser.add_argument('--cfg-options', '--options', nargs='+', action=DictAction,
                         help='override config settings, key=value')
+    parser.add_argument('--total-batch', type=int, default=None,
+                        help='effective batch per optimizer step (e.g. 16, the published 4 GPUs '
+                        'x 4 images): gradient accumulation over total / (processes x '
+                        'samples_per_gpu) micro-batches')
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
     args = parser.parse_args(argv)
     if 'LOCAL_RANK' not in os.environ:
         os.environ['LOCAL_RANK'] = str(args.local_rank)
     return args
+
+
+def set_total_batch(cfg, total_batch: int, world_size: int) -> int:
+    """Accumulate K = total_batch / (world_size x samples_per_gpu) micro-batches per optimizer
+    step (``GradientCumulativeOptimizerHook``, keeping ``grad_clip``); returns K."""
+    per_gpu = cfg.data.get('train_dataloader', {}).get('samples_per_gpu', cfg.data.samples_per_gpu)
+    per_step = world_size * per_gpu
+    if total_batch < per_step or total_batch % per_step:
+        raise ValueError(f'--total-batch {total_batch} is not a multiple of {world_size} '
+                         f'process(es) x samples_per_gpu {per_gpu} = {per_step}: change '
+                         f'data.samples_per_gpu (--cfg-options data.samples_per_gpu=N)')
+    k = total_batch // per_step
+    hook = dict(cfg.get('optimizer_config') or {})
+    if hook.get('type', 'OptimizerHook') not in ('OptimizerHook', 'GradientCumulativeOptimizerHook',
+                                                 'GradientCumulativeFp16OptimizerHook'):
+        raise ValueError(f'--total-batch needs an OptimizerHook config, got {hook["type"]}')
+    hook.pop('cumulative_iters', None)
+    cfg.optimizer_config = dict(hook, type=hook.get('type') if 'Cumulative' in hook.get('type', '')
+                                else 'GradientCumulativeOptimizerHook', cumulative_iters=k)
+    return k
 
 
 def main(argv=None):
@@ -79,6 +109,9 @@ def main(argv=None):
     rank, world_size = get_dist_info()
     if distributed:
         cfg.gpu_ids = range(world_size)
+
+    if args.total_batch is not None:
+        set_total_batch(cfg, args.total_batch, world_size)
 
     mmcv.mkdir_or_exist(osp.abspath(cfg.work_dir))
     if rank == 0:

@@ -1,4 +1,5 @@
-from .hooks import GradAllReduceOptimizerHook, GradScalerOptimizerHook, allreduce_gradients
+from .hooks import (GradAllReduceOptimizerHook, GradScalerOptimizerHook, MicroBatching,
+                    MicroBatchOptimizerHook, allreduce_gradients)
 from .non_finite_loss_hook import NonFiniteLossHook
 from .random_state import get_random_states, set_random_states
 from .resumable_loader import ResumableLoader
@@ -6,6 +7,7 @@ from .runner import AtomicIterBasedRunner, atomic_save_checkpoint, remove_stale_
 
 __all__ = [
     'AtomicIterBasedRunner', 'GradAllReduceOptimizerHook', 'GradScalerOptimizerHook',
-    'NonFiniteLossHook', 'ResumableLoader', 'allreduce_gradients', 'atomic_save_checkpoint',
-    'get_random_states', 'remove_stale_temporary_checkpoints', 'set_random_states'
+    'MicroBatchOptimizerHook', 'MicroBatching', 'NonFiniteLossHook', 'ResumableLoader',
+    'allreduce_gradients', 'atomic_save_checkpoint', 'get_random_states',
+    'remove_stale_temporary_checkpoints', 'set_random_states'
 ]

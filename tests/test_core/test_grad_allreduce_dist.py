@@ -35,12 +35,22 @@ def _setup():
 def _step(model, img, gt):
     """One training step through the real path: train_step (SegLossPlus), then the hook."""
     from cascade_clip.core import GradAllReduceOptimizerHook
-    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.5)
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    seen = {}
+
+    class RecordingSGD(torch.optim.SGD):
+        """SGD that records the gradients it steps with (the hook frees them after the step)."""
+
+        def step(self, closure=None):
+            seen.update({n: p.grad.clone() for n, p in named})
+            return super().step(closure)
+
+    optimizer = RecordingSGD([p for _, p in named], lr=0.5)
     metas = [dict(img_shape=(64, 64, 3), ori_shape=(64, 64, 3), pad_shape=(64, 64, 3), flip=False)] * len(img)
     outputs = model.train_step(dict(img=img, img_metas=metas, gt_semantic_seg=gt), optimizer)
     runner = SimpleNamespace(model=model, optimizer=optimizer, outputs=outputs, log_buffer=_Buffer())
     GradAllReduceOptimizerHook().after_train_iter(runner)
-    return {n: (p.grad.clone(), p.detach().clone()) for n, p in model.named_parameters() if p.requires_grad}
+    return {n: (seen[n], p.detach().clone()) for n, p in named}
 
 
 def _worker(rank: int, world: int, init_file: str, out: str) -> None:

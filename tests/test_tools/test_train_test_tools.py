@@ -232,3 +232,33 @@ def test_batch_larger_than_the_training_set_is_a_clear_error(demo_data, tmp_path
             'data.samples_per_gpu=32 x 1 process(es) = 32 images per step') in message
     assert 'data.samples_per_gpu=16' in message
     assert 'StopIteration' not in message
+
+
+def test_total_batch_accumulates_micro_batches_and_schedule_counts_steps(demo_data, tmp_path):
+    work = str(tmp_path / 'acc')
+    out = run([PY, 'tools/train.py', CONFIG, '--work-dir', work, '--no-validate', '--total-batch', '4',
+               '--cfg-options', *options(demo_data), 'data.samples_per_gpu=1'])
+    assert 'gradient accumulation: 4 micro-batches of 1 image(s) per GPU' in out
+    assert "type='MicroBatchOptimizerHook'" in out or 'MicroBatchOptimizerHook' in out
+    assert 'Iter [2/2]' in out
+    ckpt = torch.load(osp.join(work, 'iter_2.pth'), map_location='cpu', weights_only=True)
+    # one runner iteration = one optimizer step: AdamW stepped twice in 2 iterations
+    steps = {float(s['step']) for s in ckpt['optimizer']['state'].values()}
+    assert steps == {2.0}
+
+
+def test_total_batch_arithmetic():
+    sys.path.insert(0, osp.join(ROOT, 'tools'))
+    try:
+        from train import set_total_batch
+    finally:
+        sys.path.pop(0)
+    from mmcv.utils import Config
+    cfg = Config(dict(data=dict(samples_per_gpu=4), optimizer_config=dict(grad_clip=None)))
+    assert set_total_batch(cfg, 16, 1) == 4
+    assert cfg.optimizer_config == dict(type='GradientCumulativeOptimizerHook', cumulative_iters=4,
+                                        grad_clip=None)
+    assert set_total_batch(cfg, 16, 2) == 2 and cfg.optimizer_config.cumulative_iters == 2
+    assert set_total_batch(cfg, 16, 4) == 1
+    with pytest.raises(ValueError, match='not a multiple'):
+        set_total_batch(cfg, 12, 2)

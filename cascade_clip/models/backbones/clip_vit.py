@@ -3,6 +3,7 @@ from typing import Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
+import torch.utils.checkpoint as cp
 from mmcv.runner import BaseModule
 from mmcv.utils import print_log
 from mmseg.models.builder import BACKBONES
@@ -28,6 +29,10 @@ class CLIPVisionTransformer(BaseModule):
         out_indices: blocks whose output is returned.
         get_embeddings: also compute the projected dense and global embeddings.
         pretrained: path of an OpenAI CLIP file (TorchScript archive or state dict).
+        with_cp: activation checkpointing (MMSeg's convention): in training, with gradients
+            enabled, each transformer block runs under non-reentrant
+            ``torch.utils.checkpoint`` (random state preserved, so drop-path and dropout
+            recompute identically); only the blocks' inputs are kept for the backward pass.
 
     Returns (``forward``): :class:`VisualFeatures` with ``levels`` the raw (B, width, h, w)
     outputs of the ``out_indices`` blocks, and (with ``get_embeddings``) ``dense`` the
@@ -45,6 +50,7 @@ class CLIPVisionTransformer(BaseModule):
                  out_indices: Sequence[int] = (3, 5, 7, 11),
                  pretrained: Optional[str] = None,
                  get_embeddings: bool = False,
+                 with_cp: bool = False,
                  init_cfg=None):
         super().__init__(init_cfg=init_cfg)
         if input_resolution % patch_size:
@@ -61,6 +67,7 @@ class CLIPVisionTransformer(BaseModule):
         self.num_layers = layers
         self.out_indices = out_indices
         self.get_embeddings = get_embeddings
+        self.with_cp = with_cp
         self.spatial_size = input_resolution // patch_size
 
         scale = width**-0.5
@@ -119,6 +126,13 @@ class CLIPVisionTransformer(BaseModule):
         x = torch.cat([cls, x], dim=1) + self.pos_embed(h, w).to(x.dtype)
         return self.ln_pre(x), h, w
 
+    def run_block(self, blk: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        """One transformer block, (B, L, C) -> (B, L, C); checkpointed under ``with_cp``."""
+        if self.with_cp and self.training and torch.is_grad_enabled():
+            # non-reentrant: gradients reach the (trainable) prompt inputs of frozen blocks
+            return cp.checkpoint(blk, x, use_reentrant=False, preserve_rng_state=True)
+        return blk(x)
+
     @staticmethod
     def to_map(tokens: torch.Tensor, h: int, w: int) -> torch.Tensor:
         """(B, h*w, C) -> (B, C, h, w)."""
@@ -128,7 +142,7 @@ class CLIPVisionTransformer(BaseModule):
         x, h, w = self.embed(x)
         levels = []
         for i, blk in enumerate(self.transformer.resblocks):
-            x = blk(x)
+            x = self.run_block(blk, x)
             if i in self.out_indices:
                 levels.append(self.to_map(x[:, 1:], h, w).contiguous())
         if not self.get_embeddings:

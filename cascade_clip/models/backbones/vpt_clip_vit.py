@@ -22,6 +22,8 @@ class VPTCLIPVisionTransformer(CLIPVisionTransformer):
         prompt_dim: width of the prompts (must equal ``width``).
         total_d_layer: blocks 1..total_d_layer get fresh (deep) prompts; 0 = shallow
             prompts inserted once and kept through all blocks.
+        with_cp: activation checkpointing of the blocks in training (see
+            ``CLIPVisionTransformer``).
 
     Returns (``forward``): :class:`VisualFeatures`: ``levels`` one L2-normalised
     (B, output_dim, h, w) map per entry of ``out_indices`` (``ln_layers[k]`` then
@@ -47,6 +49,7 @@ class VPTCLIPVisionTransformer(CLIPVisionTransformer):
                  prompt_dim: int = 768,
                  total_d_layer: int = 11,
                  pretrained: Optional[str] = None,
+                 with_cp: bool = False,
                  init_cfg=None):
         if not get_embeddings:
             raise ValueError('VPTCLIPVisionTransformer needs get_embeddings=True (the cascade '
@@ -69,6 +72,7 @@ class VPTCLIPVisionTransformer(CLIPVisionTransformer):
             out_indices=out_indices,
             pretrained=pretrained,
             get_embeddings=True,
+            with_cp=with_cp,
             init_cfg=init_cfg)
         self.num_tokens = num_tokens
         self.prompt_dim = prompt_dim
@@ -111,7 +115,7 @@ class VPTCLIPVisionTransformer(CLIPVisionTransformer):
                 x = torch.cat([x[:, :1], deep, x[:, 1 + T:]], dim=1)
             elif self.total_d_layer > 0 and i > self.total_d_layer and x.shape[1] != 1 + n:
                 x = torch.cat([x[:, :1], x[:, -n:]], dim=1)  # prompts dropped after the deep layers
-            x = blk(x)
+            x = self.run_block(blk, x)
             if i in self._level:
                 # LayerNorms and projections act per token: only the patch tokens are needed
                 features.append(self._level_map(x[:, -n:], self._level[i], h, w))

@@ -3,7 +3,7 @@
 Paper §3.3-3.4 (cascaded vision-language alignment, Neighbourhood Gaussian Aggregation);
 parameter names follow the published ``ATMSingleHeadSeg`` so its checkpoints load.
 """
-from typing import Dict, List, NamedTuple, Optional, Sequence
+from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -138,8 +138,17 @@ class ATMSingleHeadSeg(BaseDecodeHead):
                 constant_init(m, val=1.0, bias=0.0)
 
     # ------------------------------------------------------------------ forward
-    def forward(self, inputs: HeadInputs) -> torch.Tensor:
-        """Mask logits (B, K, img_size, img_size) for the K classes of ``inputs.text``."""
+    def forward(self, inputs: HeadInputs, upsample: bool = True) -> torch.Tensor:
+        """Mask logits for the K classes of ``inputs.text``.
+
+        Args:
+            inputs: the backbone's features, the (K, C) class embeddings, the seen indices.
+            upsample: resize to (img_size, img_size); False returns the decoders' (h, w)
+                logits (training: the loss upsamples them chunk by chunk).
+
+        Returns:
+            pred_masks: (B, K, img_size, img_size) logits, or (B, K, h, w).
+        """
         features, text = inputs.features, inputs.text
         global_emb = features.global_emb
         B = global_emb.shape[0]
@@ -159,7 +168,7 @@ class ATMSingleHeadSeg(BaseDecodeHead):
             logits = self.cascade_decoders[j](self.q_projs[j](q_in), mem)
             total = logits if total is None else total + logits
         masks = total.reshape(B, -1, h, w)
-        if (h, w) != (self.image_size, self.image_size):
+        if upsample and (h, w) != (self.image_size, self.image_size):
             masks = F.interpolate(masks, size=(self.image_size, self.image_size), mode='bilinear',
                                   align_corners=False)
         return masks
@@ -193,36 +202,58 @@ class ATMSingleHeadSeg(BaseDecodeHead):
             gt[marked] = self.ignore_index
             return gt
         with torch.no_grad():
-            scores = pred_masks.detach().float()
+            unseen_t = torch.as_tensor(unseen, device=pred_masks.device)
+            # argmax over the unseen channels only (sigmoid is monotonic, seen channels
+            # excluded); the upsampling acts per channel, so only those are upsampled
+            scores = pred_masks.detach().index_select(1, unseen_t).float()
             if scores.shape[-2:] != gt.shape[-2:]:
                 scores = F.interpolate(scores, size=gt.shape[-2:], mode='bilinear', align_corners=False)
-            unseen_t = torch.as_tensor(unseen, device=scores.device)
-            # argmax over the unseen channels only (sigmoid is monotonic, seen channels excluded)
-            pseudo = unseen_t[scores.index_select(1, unseen_t).argmax(dim=1, keepdim=True)]
+            pseudo = unseen_t[scores.argmax(dim=1, keepdim=True)]
         gt[marked] = pseudo[marked]
         return gt
 
-    def forward_train(self, inputs: HeadInputs, img_metas, gt_semantic_seg,
-                      train_cfg) -> Dict[str, torch.Tensor]:
-        pred_masks = self.forward(inputs)
+    def forward_train(self, inputs: HeadInputs, img_metas, gt_semantic_seg, train_cfg,
+                      num_masks: Optional[float] = None) -> Dict[str, torch.Tensor]:
+        """Loss dict; ``num_masks`` overrides the loss normaliser (gradient accumulation)."""
+        # the decoders' low-resolution logits go to the loss, which upsamples them class chunk
+        # by class chunk; the same values as upsampling here when img_size is the label's size
+        pred_masks = self.forward(inputs, upsample=tuple(gt_semantic_seg.shape[-2:]) !=
+                                  (self.image_size, self.image_size))
         gt = gt_semantic_seg
         if self.self_training:
             gt = self.pseudo_label(pred_masks, gt, inputs.seen)
         elif (gt == -1).any():
             gt = torch.where(gt == -1, torch.full_like(gt, self.ignore_index), gt)
-        return self.losses(pred_masks, gt)
+        return self.losses(pred_masks, gt, num_masks)
 
-    def losses(self, seg_logit: torch.Tensor, seg_label: torch.Tensor) -> Dict[str, torch.Tensor]:
+    def losses(self, seg_logit: torch.Tensor, seg_label: torch.Tensor,
+               num_masks: Optional[float] = None) -> Dict[str, torch.Tensor]:
         """seg_logit (B, K, h, w) mask logits, seg_label (B, 1, H, W) -> loss dict + acc_seg."""
         label = seg_label.squeeze(1)
-        loss = self.loss_decode(seg_logit, label, ignore_index=self.ignore_index)
+        loss = self.loss_decode(seg_logit, label, ignore_index=self.ignore_index, num_masks=num_masks)
         with torch.no_grad():
-            logit = seg_logit.detach()
-            if logit.shape[-2:] != label.shape[-2:]:
-                logit = F.interpolate(logit.float(), size=label.shape[-2:], mode='bilinear',
-                                      align_corners=False)
+            pred = chunked_upsampled_argmax(seg_logit.detach(), tuple(label.shape[-2:]))
             # pixel accuracy in %, as mmseg's accuracy(topk=1), with an argmax instead of topk
             valid = label != self.ignore_index
-            correct = (logit.argmax(dim=1) == label)[valid]
-            loss['acc_seg'] = correct.float().mean() * 100 if correct.numel() else logit.new_zeros(())
+            correct = (pred == label)[valid]
+            loss['acc_seg'] = correct.float().mean() * 100 if correct.numel() else seg_logit.new_zeros(())
         return loss
+
+
+def chunked_upsampled_argmax(logits: torch.Tensor, size: Tuple[int, int], chunk: int = 16) -> torch.Tensor:
+    """argmax over classes of ``logits`` (B, K, h, w) upsampled bilinearly to ``size`` (H, W),
+    -> (B, H, W) long, computed ``chunk`` classes at a time (first maximum on ties)."""
+    best_val = best_idx = None
+    for k0 in range(0, logits.shape[1], chunk):
+        x = logits[:, k0:k0 + chunk].float()
+        if tuple(x.shape[-2:]) != tuple(size):
+            x = F.interpolate(x, size=size, mode='bilinear', align_corners=False)
+        val, idx = x.max(dim=1)
+        idx = idx + k0
+        if best_val is None:
+            best_val, best_idx = val, idx
+        else:
+            better = val > best_val
+            best_val = torch.where(better, val, best_val)
+            best_idx = torch.where(better, idx, best_idx)
+    return best_idx

@@ -18,9 +18,9 @@ from ...clip.templates import MULTI_TEMPLATES, SINGLE_TEMPLATE
 from ...clip.text_embeddings import compute_text_embeddings
 from ...utils.strict import strict_kwargs
 from ...utils.visualize import draw_segmentation
-from ..decode_heads.cascade_head import HeadInputs
-from ..losses.mask_loss import check_label_range
 from ...utils.vocabulary_names import same_names
+from ..decode_heads.cascade_head import HeadInputs
+from ..losses.mask_loss import check_label_range, count_masks, reduce_num_masks
 from ..vocabulary import Vocabulary, check_embeddings
 
 EMBEDDING_HELP = ('make it with: python tools/build_text_embeddings.py --clip '
@@ -157,6 +157,8 @@ class CascadeCLIP(EncoderDecoder):
         self.self_training = self_training
         self.amp_dtype = amp_dtype
         self._autocast_dtype()  # validate
+        # gradient accumulation, given by MicroBatchOptimizerHook through set_micro_batching
+        self._micro_batching = None
         self.test_cfg = ConfigDict(self.test_cfg or {})
         self._check_cascade_layout()
         self._freeze(ft_backbone, exclude_key)
@@ -354,19 +356,91 @@ class CascadeCLIP(EncoderDecoder):
         check_label_range(gt, len(self.vocabulary), ignore_index=255)
         return self.label_map.to(gt.device)[gt.long().clamp(0, 255)]
 
-    def forward_train(self, img, img_metas, gt_semantic_seg) -> Dict[str, torch.Tensor]:
+    def _train_text(self) -> Tuple[torch.Tensor, Tuple[int, ...]]:
+        """The head's class embeddings in training and the indices of the seen ones among them.
+
+        Inductive zero-shot: only the seen classes (training ids = their order); transductive
+        or fully supervised: all classes."""
         vocab = self.vocabulary
-        text, seen = self.class_embeddings(), vocab.seen
+        text = self.class_embeddings()
         if vocab.zero_shot and not self.self_training:
-            # inductive: the head sees only the seen classes (training ids = their order)
-            text, seen = text[list(vocab.seen)], tuple(range(len(vocab.seen)))
+            return text[list(vocab.seen)], tuple(range(len(vocab.seen)))
+        return text, vocab.seen
+
+    def forward_train(self, img, img_metas, gt_semantic_seg,
+                      num_masks: Optional[float] = None) -> Dict[str, torch.Tensor]:
+        """Loss dict; ``num_masks`` overrides the loss normaliser (micro-batches of a step)."""
+        text, seen = self._train_text()
         gt = self.remap_labels(gt_semantic_seg)
         losses = dict()
         with self.autocast(img.device.type):
             inputs = HeadInputs(self.extract_feat(img), text, seen)
-            loss_decode = self.decode_head.forward_train(inputs, img_metas, gt, self.train_cfg)
+            loss_decode = self.decode_head.forward_train(inputs, img_metas, gt, self.train_cfg,
+                                                         num_masks=num_masks)
         losses.update(add_prefix(loss_decode, 'decode'))
         return losses
+
+    def set_micro_batching(self, micro_batching) -> None:
+        """Split every loaded training batch into ``micro_batching.micro_batches`` parts (an
+        object with ``micro_batches`` and ``backward(loss)``, see ``MicroBatchOptimizerHook``),
+        or None for plain steps."""
+        self._micro_batching = micro_batching
+
+    def train_step(self, data_batch: dict, optimizer, **kwargs) -> dict:
+        """MMSeg's ``train_step``; with micro-batching (``set_micro_batching``, by ``MicroBatchOptimizerHook``
+        for ``GradientCumulativeOptimizerHook``), the loaded batch is split into K
+        micro-batches that run one after the other.
+
+        Every micro-batch's loss is normalised by the number of masks of the whole loaded
+        batch, averaged over the ranks (``reduce_num_masks``): summed over the micro-batches
+        (and averaged over the ranks) the gradient is exactly the loaded batch's. The first
+        K - 1 are back-propagated here with the hook's ``backward`` (so their activations are
+        freed before the next forward); the last one's loss is returned for the hook, which
+        back-propagates it and steps. Logged losses are summed over the micro-batches (the
+        loaded batch's loss), other values (``acc_seg``) averaged weighted by images.
+        """
+        mb = self._micro_batching
+        if mb is None or mb.micro_batches <= 1:
+            return super().train_step(data_batch, optimizer, **kwargs)
+        img, metas, gt = data_batch['img'], data_batch['img_metas'], data_batch['gt_semantic_seg']
+        B = img.shape[0]
+        size = -(-B // mb.micro_batches)
+        parts = [(s, min(s + size, B)) for s in range(0, B, size)]
+        num_masks = reduce_num_masks(self.count_train_masks(img, metas, gt, parts), img.device)
+        log_vars: Dict[str, float] = {}
+        loss = None
+        for i, (s, e) in enumerate(parts):
+            losses = self(img=img[s:e], img_metas=metas[s:e], gt_semantic_seg=gt[s:e],
+                          num_masks=num_masks)
+            loss, part_vars = self._parse_losses(losses)
+            for k, v in part_vars.items():
+                w = 1.0 if 'loss' in k else (e - s) / B
+                log_vars[k] = log_vars.get(k, 0.0) + w * v
+            if i < len(parts) - 1:
+                mb.backward(loss)
+                loss = None
+        return dict(loss=loss, log_vars=log_vars, num_samples=len(metas))
+
+    def count_train_masks(self, img, img_metas, gt_semantic_seg, parts) -> int:
+        """Number of (image, class) masks the loss sees in this batch (before the average over
+        ranks). Transductive runs with unlabelled (-1) pixels: their pseudo-labels come from a
+        forward pass without gradient of each micro-batch (with dropout active, another sample
+        than the training pass's)."""
+        gt = self.remap_labels(gt_semantic_seg)
+        if not (self.self_training and (gt == -1).any()):
+            return count_masks(gt, self.decode_head.ignore_index)
+        total = 0
+        text, seen = self._train_text()
+        with torch.no_grad():
+            for s, e in parts:
+                g = gt[s:e]
+                if (g == -1).any():
+                    with self.autocast(img.device.type):
+                        inputs = HeadInputs(self.extract_feat(img[s:e]), text, seen)
+                        pred = self.decode_head.forward(inputs, upsample=False)
+                    g = self.decode_head.pseudo_label(pred, g, seen)
+                total += count_masks(g, self.decode_head.ignore_index)
+        return total
 
     # ------------------------------------------------------------------ inference
     def encode_decode(self, img, img_metas) -> torch.Tensor:
