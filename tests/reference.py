@@ -49,7 +49,7 @@ def embed(img, sd, patch, grid):
 
 
 def vpt_forward(img, sd, *, patch, grid, layers, heads, out_indices, num_tokens, total_d_layer):
-    """SPEC §2 forward of VPTCLIPVisionTransformer in eval mode."""
+    """The published forward of VPTCLIPVisionTransformer in eval mode."""
     x, h, w = embed(img, sd, patch, grid)
     B, n = x.shape[0], h * w
 
@@ -86,12 +86,11 @@ def clip_vit_forward(img, sd, *, patch, grid, layers, heads, out_indices):
     feats = []
     for i in range(layers):
         x = block(x, sd, f'transformer.resblocks.{i}.', heads)
-        if len(out_indices) > 1 and i in out_indices:
+        if i in out_indices:
             feats.append(x.permute(1, 0, 2)[:, 1:].permute(0, 2, 1).reshape(B, -1, h, w))
     x = ln(x.permute(1, 0, 2), sd, 'ln_post') @ sd['proj']
-    if len(out_indices) == 1:
-        d = x[:, 1:].reshape(B, h, w, -1).permute(0, 3, 1, 2)
-        feats.append(d / d.norm(dim=1, keepdim=True))
+    d = x[:, 1:].reshape(B, h, w, -1).permute(0, 3, 1, 2)
+    feats.append(d / d.norm(dim=1, keepdim=True))
     g = x[:, 0]
     return feats, g / g.norm(dim=1, keepdim=True)
 

@@ -1,4 +1,4 @@
-"""Tiny configuration of the real Cascade-CLIP structure, for tests (SPEC structure, toy widths)."""
+"""Tiny configuration of the real Cascade-CLIP structure, for tests (toy widths)."""
 import copy
 
 NUM_CLASSES = 6

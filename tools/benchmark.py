@@ -1,10 +1,28 @@
-"""Speed of the model at full size on this machine: one crop through ``encode_decode`` and one
-training step (AdamW), fp32 and/or bf16 autocast. Random weights; prints the figures.
+"""Speed and memory of the model at full size on this machine. Random weights; prints the
+figures.
+
+Speed: one crop through ``encode_decode`` and one training step (AdamW), fp32 and/or bf16:
 
     python tools/benchmark.py CONFIG [--threads 2] [--shape 512 512] [--batch 2]
-        [--amp none bf16] [--runs 5] [--train-runs 3] [--skip-train]
+        [--amp none bf16] [--runs 5] [--train-runs 3] [--skip-train] [--reference]
+
+Memory (``--memory``): every combination of ``--amp`` x ``--with-cp`` x ``--batch`` runs in a
+fresh process (one forward + backward of the training loss, then the AdamW step), whose peak
+resident memory (``ru_maxrss``) and step time are printed side by side in one table:
+
+    python tools/benchmark.py CONFIG --memory [--amp none bf16] [--with-cp off on]
+        [--batch 1 2 4] [--threads 2] [--shape 512 512]
+
+Gradients (``--check-grads``): the trainable parameters' gradients of one training step
+(dropout and drop-path active, same seed) with ``with_cp`` and with the full-resolution loss
+(the logits upsampled to (B, K, H, W) first, ``focal_and_dice_from_labels``), compared
+with those of the default path; and the time of the loss alone, lean vs full-resolution:
+
+    python tools/benchmark.py CONFIG --check-grads [--batch 2] [--threads 2]
 """
 import argparse
+import json
+import subprocess
 import os.path as osp
 import resource
 import statistics
@@ -37,7 +55,17 @@ def main(argv=None):
     parser.add_argument('config')
     parser.add_argument('--threads', type=int, default=2)
     parser.add_argument('--shape', type=int, nargs=2, default=(512, 512))
-    parser.add_argument('--batch', type=int, default=2, help='training batch size')
+    parser.add_argument('--batch', type=int, nargs='+', default=[2],
+                        help='training batch size(s) (several with --memory)')
+    parser.add_argument('--memory', action='store_true',
+                        help='peak memory and time of a training step per setting, each in a '
+                        'fresh process')
+    parser.add_argument('--with-cp', nargs='+', default=['off'], choices=['off', 'on'],
+                        help='activation checkpointing of the image encoder (with --memory)')
+    parser.add_argument('--check-grads', action='store_true',
+                        help='gradients with with_cp and with the full-resolution loss against '
+                        'the default path, and the loss time')
+    parser.add_argument('--child', help=argparse.SUPPRESS)
     parser.add_argument('--amp', nargs='+', default=['none'], choices=['none', 'bf16', 'fp16'],
                         help='precisions to measure (bf16 pays only with AVX-512 BF16 / AMX)')
     parser.add_argument('--runs', type=int, default=5)
@@ -48,6 +76,13 @@ def main(argv=None):
                              'compare its outputs')
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.child:
+        return memory_child(args, json.loads(args.child))
+    if args.memory:
+        return memory_table(args)
+    if args.check_grads:
+        return check_grads(args)
+    args.batch = args.batch[0]
     logger = get_logger('cascade_clip')
     cfg = Config.fromfile(args.config)
     model = build_model_for_measurement(cfg, None, logger)
@@ -91,7 +126,7 @@ def reference_rows(model, cfg, img1, args, g, logger):
     rows = []
     with tempfile.TemporaryDirectory() as d:
         path = f'{d}/emb.npy'
-        np.save(path, model.text_embeddings.cpu().numpy())
+        np.save(path, model.class_embeddings().cpu().numpy())
         model.eval()
         with torch.no_grad():
             diff = (model.encode_decode(img1, None) - P.encode_decode(model, img1, path)).abs().max().item()
@@ -127,6 +162,133 @@ def time_train_step(model, cfg, args, H, W, g, loss_fn):
 
     med, best = timed(step, args.train_runs)
     return med, best, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+
+def full_resolution_loss(loss_module):
+    """The loss as computed before the lean version: logits upsampled to the label's size,
+    then ``focal_and_dice_from_labels`` on the (B, K, H, W) tensor (kept for the backward)."""
+    import torch.nn.functional as F
+
+    from cascade_clip.models.losses import focal_and_dice_from_labels
+
+    def forward(pred, label, ignore_index=255, num_masks=None):
+        up = F.interpolate(pred.float(), size=label.shape[-2:], mode='bilinear', align_corners=False)
+        f, d = focal_and_dice_from_labels(up, label, num_masks, loss_module.focal_alpha,
+                                          loss_module.focal_gamma, ignore_index)
+        w = loss_module.loss_weight
+        return {'loss_mask': f * loss_module.mask_weight * w, 'loss_dice': d * loss_module.dice_weight * w}
+
+    return forward
+
+
+def check_grads(args):
+    logger = get_logger('cascade_clip')
+    cfg = Config.fromfile(args.config)
+    torch.manual_seed(0)  # the same random weights in every run
+    model = build_model_for_measurement(cfg, None, logger)
+    model.class_embeddings()
+    model.train()
+    H, W = args.shape
+    B = args.batch[0]
+    g = torch.Generator().manual_seed(0)
+    imgs = torch.randn(B, 3, H, W, generator=g)
+    gt = torch.randint(0, model.num_classes, (B, 1, H, W), generator=g)
+    gt[:, :, :H // 8] = 255
+    metas = [dict(ori_shape=(H, W, 3), img_shape=(H, W, 3), pad_shape=(H, W, 3), flip=False)] * B
+    params = [p for p in model.parameters() if p.requires_grad]
+    loss_module = model.decode_head.loss_decode
+
+    def grads(with_cp, full_res_loss=False):
+        model.backbone.with_cp = with_cp
+        if full_res_loss:
+            loss_module.forward = full_resolution_loss(loss_module)
+        torch.manual_seed(1)  # the same dropout / drop-path draws in every run
+        t0 = time.perf_counter()
+        losses = model.forward_train(imgs, metas, gt)
+        out = torch.autograd.grad(sum(v for k, v in losses.items() if 'loss' in k), params)
+        seconds = time.perf_counter() - t0
+        if full_res_loss:
+            del loss_module.forward
+        return out, seconds
+
+    ref, t_ref = grads(False)
+    largest = max(x.abs().max().item() for x in ref)
+    rows = [f'default path (lean loss, with_cp off): forward + backward {t_ref:.1f} s; largest '
+            f'|gradient| {largest:.3e}']
+    for name, kw in (('with_cp on', dict(with_cp=True)),
+                     ('full-resolution loss', dict(with_cp=False, full_res_loss=True))):
+        other, t = grads(**kw)
+        diff = max((a - b).abs().max().item() for a, b in zip(other, ref))
+        rows.append(f'{name}: forward + backward {t:.1f} s; largest |gradient difference| '
+                    f'{diff:.2e} = {diff / largest:.2e} of the largest gradient')
+    # the loss alone, on random decoder logits
+    K = len(model.base_class)
+    h = w = H // model.backbone.patch_size
+    logits = torch.randn(B, K, h, w, generator=g).requires_grad_()
+    label = gt.squeeze(1).clamp(max=K - 1).masked_fill(gt.squeeze(1) == 255, 255)
+    for name, fn in (('lean', loss_module.forward), ('full-resolution', full_resolution_loss(loss_module))):
+        def run():
+            out = fn(logits, label)
+            torch.autograd.grad(out['loss_mask'] + out['loss_dice'], logits)
+        med, best = timed(run, 3)
+        rows.append(f'loss alone, {name}: forward + backward of ({B}, {K}, {h}, {w}) logits '
+                    f'against {H}x{W} labels {med:.2f} s (median of 3, best {best:.2f} s)')
+    print_log(f'{args.config}, batch {B}, {H}x{W}, {args.threads} threads:\n  ' + '\n  '.join(rows), logger)
+
+
+def memory_table(args):
+    """Run every (amp, with_cp, batch) setting in a fresh process; print one table."""
+    logger = get_logger('cascade_clip')
+    for amp in args.amp:
+        warn_if_slow_amp('cpu', None if amp == 'none' else amp, logger)
+    rows = []
+    for amp in args.amp:
+        for cp in args.with_cp:
+            for batch in args.batch:
+                setting = dict(amp=amp, with_cp=cp == 'on', batch=batch)
+                cmd = [sys.executable, osp.abspath(__file__), args.config, '--threads', str(args.threads),
+                       '--shape', *map(str, args.shape), '--child', json.dumps(setting)]
+                proc = subprocess.run(cmd, capture_output=True, text=True)
+                lines = [ln for ln in proc.stdout.splitlines() if ln.startswith('{')]
+                if proc.returncode != 0 or not lines:
+                    raise RuntimeError(f'{cmd} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}')
+                r = json.loads(lines[-1])
+                rows.append(f'| {amp:>4} | {cp:>3} | {batch:>2} | {r["fwd_bwd_peak_gib"]:.2f} | '
+                            f'{r["step_peak_gib"]:.2f} | {r["fwd_bwd_s"]:.1f} |')
+                print_log(f'{setting}: {r}', logger)
+    H, W = args.shape
+    head = ('| amp | with_cp | batch | peak RSS, forward + backward (GiB) | peak RSS with the AdamW '
+            'step (GiB) | forward + backward (s) |\n|---|---|---|---|---|---|')
+    print_log(f'{args.config}, {H}x{W}, {args.threads} threads, one fresh process per row:\n'
+              + head + '\n' + '\n'.join(rows), logger)
+
+
+def memory_child(args, setting):
+    """One setting in this (fresh) process: build, one forward + backward, one AdamW step;
+    prints a JSON line with the peak RSS after the backward and after the step."""
+    logger = get_logger('cascade_clip', log_level='ERROR')
+    cfg = Config.fromfile(args.config)
+    cfg.model.backbone.with_cp = setting['with_cp']
+    model = build_model_for_measurement(cfg, None, logger)
+    model.class_embeddings()
+    model.amp_dtype = None if setting['amp'] == 'none' else setting['amp']
+    model.train()
+    H, W = args.shape
+    B = setting['batch']
+    g = torch.Generator().manual_seed(0)
+    imgs = torch.randn(B, 3, H, W, generator=g)
+    gt = torch.randint(0, model.num_classes, (B, 1, H, W), generator=g)
+    gt[:, :, :H // 8] = 255
+    metas = [dict(ori_shape=(H, W, 3), img_shape=(H, W, 3), pad_shape=(H, W, 3), flip=False)] * B
+    opt = build_optimizer(model, cfg.optimizer)
+    t0 = time.perf_counter()
+    losses = model.forward_train(imgs, metas, gt)
+    sum(v for k, v in losses.items() if 'loss' in k).backward()
+    fwd_bwd = time.perf_counter() - t0
+    peak_fb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    opt.step()
+    peak_step = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    print(json.dumps(dict(fwd_bwd_s=fwd_bwd, fwd_bwd_peak_gib=peak_fb, step_peak_gib=peak_step)))
 
 
 def _with(model, img):

@@ -21,7 +21,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from mmcv.utils import get_logger, print_log  # noqa: E402
 
-from cascade_clip.apis.inference import check_class_names  # noqa: E402
+from cascade_clip.models.vocabulary import check_class_names  # noqa: E402
 from cascade_clip.clip import MULTI_TEMPLATES, SINGLE_TEMPLATE  # noqa: E402
 from cascade_clip.models.backbones import CLIPTextEncoder  # noqa: E402
 from cascade_clip.clip.text_embeddings import compute_text_embeddings  # noqa: E402

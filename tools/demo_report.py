@@ -47,7 +47,7 @@ def clip_only_predictions(cfg, dataset):
         img = mmcv.imread(osp.join(dataset.img_dir, info['filename']), channel_order='rgb')
         x = (torch.from_numpy(img.astype(np.float32)).permute(2, 0, 1)[None] - mean) / std
         with torch.no_grad():
-            (dense, ), _ = enc(x)
+            dense = enc(x).dense
             s = torch.einsum('bdhw,kd->bkhw', dense, text)
             s = torch.nn.functional.interpolate(s, size=img.shape[:2], mode='bilinear', align_corners=False)
         preds.append(s.argmax(1)[0].numpy())

@@ -11,13 +11,12 @@ import sys
 import tempfile
 import time
 
-os.environ.setdefault('TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD', '1')
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 import mmcv  # noqa: E402
 import torch  # noqa: E402
 from mmcv.cnn.utils import revert_sync_batchnorm  # noqa: E402
-from mmcv.runner import get_dist_info, load_checkpoint, wrap_fp16_model  # noqa: E402
+from mmcv.runner import get_dist_info, wrap_fp16_model  # noqa: E402
 from mmcv.utils import Config, DictAction  # noqa: E402
 from mmseg.apis import multi_gpu_test, single_gpu_test  # noqa: E402
 from mmseg.datasets import build_dataloader, build_dataset  # noqa: E402
@@ -25,7 +24,8 @@ from mmseg.models import build_segmentor  # noqa: E402
 from mmseg.utils import get_root_logger, setup_multi_processes  # noqa: E402
 
 import cascade_clip  # noqa: E402,F401
-from cascade_clip.apis import init_distributed, wrap_model  # noqa: E402
+from cascade_clip.apis import (check_model_matches_dataset, init_distributed,  # noqa: E402
+                               load_weights, wrap_model)
 
 
 def parse_args(argv=None):
@@ -107,8 +107,14 @@ def main(argv=None):
     model = build_segmentor(cfg.model, test_cfg=cfg.get('test_cfg'))
     if cfg.get('fp16', None) is not None:
         wrap_fp16_model(model)
-    load_checkpoint(model, args.checkpoint, map_location='cpu', logger=logger)
-    model.CLASSES = dataset.CLASSES
+    # the checkpoint must be this model; unless the config is a cross-dataset one, it must
+    # have been trained on this dataset's classes and split
+    try:
+        load_weights(model, args.checkpoint, config=args.config, strict=True,
+                     check_classes=not cfg.get('cross_dataset', False), logger=logger)
+        check_model_matches_dataset(model, dataset, args.config)
+    except ValueError as e:  # CheckpointError included: a message, not a traceback
+        raise SystemExit(f'error: {e}')
     model.PALETTE = dataset.PALETTE
     torch.cuda.empty_cache()
 

@@ -2,6 +2,12 @@
 
     python tools/train.py CONFIG [--work-dir DIR] [--load-from CKPT] [--resume-from CKPT]
         [--seed N] [--deterministic] [--cfg-options k=v ...] [--launcher pytorch]
+        [--total-batch N]
+
+``--total-batch N`` keeps the effective batch N (the published runs: 4 GPUs x 4 images = 16)
+on fewer GPUs: the K = N / (processes x samples_per_gpu) micro-batches of each step are
+accumulated exactly (``GradientCumulativeOptimizerHook`` with ``cumulative_iters=K``), and
+the schedule (max_iters, warm-up, poly decay) still counts optimizer steps.
 """
 import argparse
 import copy
@@ -10,9 +16,6 @@ import os.path as osp
 import sys
 import time
 
-# MMCV 1.x checkpoints (published ones included) pickle their meta; torch >= 2.6 would
-# refuse them by default.
-os.environ.setdefault('TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD', '1')
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 import mmcv  # noqa: E402
@@ -27,14 +30,19 @@ from mmseg.models import build_segmentor  # noqa: E402
 from mmseg.utils import collect_env, get_root_logger, setup_multi_processes  # noqa: E402
 
 import cascade_clip  # noqa: E402,F401
-from cascade_clip.apis import init_distributed, train_segmentor  # noqa: E402
+from cascade_clip.apis import (check_model_matches_dataset, init_distributed,  # noqa: E402
+                               train_segmentor)
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description='Train a Cascade-CLIP segmentor')
     parser.add_argument('config', help='train config file path')
     parser.add_argument('--work-dir', help='the dir to save logs and models')
-    parser.add_argument('--load-from', help='the checkpoint file to load weights from')
+    parser.add_argument('--load-from', help='the checkpoint file to load weights from (it must '
+                        'match the model exactly, unless --load-partial)')
+    parser.add_argument('--load-partial', action='store_true',
+                        help='fine-tune from a checkpoint of another model: load the matching '
+                        'weights and log every key that was skipped')
     parser.add_argument('--resume-from', help='the checkpoint file to resume from')
     parser.add_argument('--auto-resume', action='store_true', help='resume from the latest checkpoint')
     parser.add_argument('--no-validate', action='store_true', help='do not evaluate during training')
@@ -44,12 +52,36 @@ def parse_args(argv=None):
     parser.add_argument('--deterministic', action='store_true', help='deterministic CUDNN')
     parser.add_argument('--cfg-options', '--options', nargs='+', action=DictAction,
                         help='override config settings, key=value')
+    parser.add_argument('--total-batch', type=int, default=None,
+                        help='effective batch per optimizer step (e.g. 16, the published 4 GPUs '
+                        'x 4 images): gradient accumulation over total / (processes x '
+                        'samples_per_gpu) micro-batches')
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
     args = parser.parse_args(argv)
     if 'LOCAL_RANK' not in os.environ:
         os.environ['LOCAL_RANK'] = str(args.local_rank)
     return args
+
+
+def set_total_batch(cfg, total_batch: int, world_size: int) -> int:
+    """Accumulate K = total_batch / (world_size x samples_per_gpu) micro-batches per optimizer
+    step (``GradientCumulativeOptimizerHook``, keeping ``grad_clip``); returns K."""
+    per_gpu = cfg.data.get('train_dataloader', {}).get('samples_per_gpu', cfg.data.samples_per_gpu)
+    per_step = world_size * per_gpu
+    if total_batch < per_step or total_batch % per_step:
+        raise ValueError(f'--total-batch {total_batch} is not a multiple of {world_size} '
+                         f'process(es) x samples_per_gpu {per_gpu} = {per_step}: change '
+                         f'data.samples_per_gpu (--cfg-options data.samples_per_gpu=N)')
+    k = total_batch // per_step
+    hook = dict(cfg.get('optimizer_config') or {})
+    if hook.get('type', 'OptimizerHook') not in ('OptimizerHook', 'GradientCumulativeOptimizerHook',
+                                                 'GradientCumulativeFp16OptimizerHook'):
+        raise ValueError(f'--total-batch needs an OptimizerHook config, got {hook["type"]}')
+    hook.pop('cumulative_iters', None)
+    cfg.optimizer_config = dict(hook, type=hook.get('type') if 'Cumulative' in hook.get('type', '')
+                                else 'GradientCumulativeOptimizerHook', cumulative_iters=k)
+    return k
 
 
 def main(argv=None):
@@ -65,6 +97,8 @@ def main(argv=None):
         cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
     if args.load_from is not None:
         cfg.load_from = args.load_from
+    if args.load_partial:
+        cfg.load_partial = True
     if args.resume_from is not None:
         cfg.resume_from = args.resume_from
     cfg.auto_resume = args.auto_resume
@@ -75,6 +109,9 @@ def main(argv=None):
     rank, world_size = get_dist_info()
     if distributed:
         cfg.gpu_ids = range(world_size)
+
+    if args.total_batch is not None:
+        set_total_batch(cfg, args.total_batch, world_size)
 
     mmcv.mkdir_or_exist(osp.abspath(cfg.work_dir))
     if rank == 0:
@@ -109,6 +146,8 @@ def main(argv=None):
         cfg.model.class_names = list(datasets[0].CLASSES)
 
     model = build_segmentor(cfg.model, train_cfg=cfg.get('train_cfg'), test_cfg=cfg.get('test_cfg'))
+    for ds in datasets:  # a trained class reported as "unseen" would void every figure
+        check_model_matches_dataset(model, ds, args.config)
     model.init_weights()
     if cfg.device == 'cpu' or not distributed:
         model = revert_sync_batchnorm(model)  # SyncBN needs GPUs and a process group
@@ -121,7 +160,6 @@ def main(argv=None):
             config=cfg.pretty_text,
             CLASSES=list(datasets[0].CLASSES),
             PALETTE=[list(map(int, c)) for c in datasets[0].PALETTE] if datasets[0].PALETTE is not None else None)
-    model.CLASSES = datasets[0].CLASSES
     train_segmentor(model, datasets, cfg, distributed=distributed, validate=not args.no_validate,
                     timestamp=timestamp, meta=meta)
 

@@ -1,11 +1,10 @@
-"""Python API: build a model, set its vocabulary to any class names, segment images.
+"""Python API: build a model, segment images with the classes you name.
 
-    from cascade_clip.apis import init_model, set_vocabulary, segment_image
+    from cascade_clip.apis import init_model, segment_image
     model = init_model('configs/coco_171/...multi.py', 'cascade_clip_coco.pth', device='cpu')
-    set_vocabulary(model, ['cat', 'sofa', 'window'])
+    model.set_vocabulary(['cat', 'sofa', 'window'])
     labels, scores = segment_image(model, 'photo.jpg')   # (H, W) int64, (K, H, W) float32
 """
-import os
 import os.path as osp
 from typing import Optional, Sequence, Tuple, Union
 
@@ -13,29 +12,12 @@ import mmcv
 import numpy as np
 import torch
 from mmcv.parallel import collate, scatter
-from mmcv.runner import load_checkpoint
 from mmcv.utils import Config
 from mmseg.datasets.builder import DATASETS
 from mmseg.datasets.pipelines import Compose
 from mmseg.models import build_segmentor
 
-from ..clip.templates import MULTI_TEMPLATES, SINGLE_TEMPLATE
-from ..clip.text_embeddings import compute_text_embeddings
-from ..utils.visualize import default_palette
-
-
-def check_class_names(class_names: Sequence[str], source: Optional[str] = None) -> list:
-    """Stripped class names; ValueError for an empty list, empty names or duplicates
-    (``source``, e.g. a file name, is named in the message)."""
-    names = [str(n).strip() for n in class_names]
-    if not names or not all(names):
-        where = f' from {source}' if source else ''
-        raise ValueError(f'the class list{where} is empty (or has empty names)')
-    dup = sorted({n for n in names if names.count(n) > 1})
-    if dup:
-        where = f' in {source}' if source else ''
-        raise ValueError(f'duplicate class names{where}: {dup}')
-    return names
+from .checkpoint import load_weights
 
 
 def config_classes(cfg: Config) -> Optional[list]:
@@ -52,73 +34,32 @@ def init_model(config: Union[str, Config],
                device: str = 'cpu',
                class_names: Optional[Sequence[str]] = None,
                seen: Optional[Sequence[int]] = None):
-    """Build a Cascade-CLIP model from a config (and checkpoint) on ``device``.
+    """Build a Cascade-CLIP model from a config (and checkpoint) on ``device``, in eval mode.
 
-    Without ``class_names`` the vocabulary is the config's dataset; a checkpoint trained with
-    another number of classes then needs ``class_names``.
+    Without ``class_names`` the vocabulary is the config's test dataset, and the checkpoint
+    must have been trained on those classes (its ``meta['CLASSES']``). With ``class_names``
+    (and optionally ``seen``, see ``CascadeCLIP.set_vocabulary``) the model segments them,
+    with embeddings computed by the checkpoint's text encoder. The checkpoint must match the
+    config's model exactly (``load_weights``).
     """
-    os.environ.setdefault('TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD', '1')
     cfg = Config.fromfile(config) if isinstance(config, str) else config.copy()
+    name = config if isinstance(config, str) else (cfg.filename or 'the given config')
     cfg.model.pretrained = None
     cfg.model.train_cfg = None
-    names = config_classes(cfg)
-    custom_vocab = class_names is not None
-    if custom_vocab:
-        class_names = check_class_names(class_names)
+    if class_names is not None:
         # the embeddings are computed from the names with the checkpoint's text encoder
         cfg.model.load_text_embedding = None
-    if cfg.model.get('class_names') is None and names is not None:
-        cfg.model.class_names = names
+    if cfg.model.get('class_names') is None:
+        cfg.model.class_names = config_classes(cfg)
     model = build_segmentor(cfg.model, test_cfg=cfg.get('test_cfg'))
     if checkpoint is not None:
-        if not osp.isfile(checkpoint):
-            raise FileNotFoundError(f'checkpoint not found: {checkpoint}')
-        ckpt = load_checkpoint(model, checkpoint, map_location='cpu')
-        trained = (ckpt.get('meta') or {}).get('CLASSES')
-        if not custom_vocab and trained is not None and names is not None and len(trained) != len(names):
-            raise ValueError(
-                f'checkpoint {checkpoint} was trained with {len(trained)} classes but the config '
-                f'{getattr(config, "filename", config)} describes {len(names)}: give the vocabulary '
-                f'(class_names / --classes)')
+        load_weights(model, checkpoint, config=name, strict=True,
+                     check_classes=class_names is None and not cfg.get('cross_dataset', False))
     model.cfg = cfg
     model.to(device).eval()
-    if custom_vocab:
-        set_vocabulary(model, class_names, seen)
-    else:
-        model.CLASSES = tuple(model.class_names or [str(i) for i in range(model.num_classes)])
-        model.PALETTE = default_palette(len(model.CLASSES))
+    if class_names is not None:
+        model.set_vocabulary(class_names, seen)
     return model
-
-
-def set_vocabulary(model, class_names: Sequence[str], seen: Optional[Sequence[int]] = None) -> torch.Tensor:
-    """Make ``model`` segment ``class_names``: embeddings computed once with its text encoder.
-
-    Args:
-        seen: indices of the classes treated as "seen" by the inductive calibration (which
-            subtracts ``calibration`` from their scores); default all, i.e. no relative shift.
-
-    Returns:
-        (K, D) text embeddings now cached in the model.
-    """
-    names = check_class_names(class_names)
-    k = len(names)
-    seen = list(range(k)) if seen is None else sorted(int(i) for i in seen)
-    if any(not 0 <= i < k for i in seen):
-        raise ValueError(f'seen indices {seen} are outside the {k} classes')
-    templates = MULTI_TEMPLATES if model.multi_prompts else (SINGLE_TEMPLATE, )
-    emb = compute_text_embeddings(model.text_encoder, names, templates, model.context_length)
-    model.load_text_embedding = None
-    model.set_class_embeddings(emb)
-    model.class_names = names
-    model.both_class = list(range(k))
-    model.base_class = seen
-    model.novel_class = [i for i in range(k) if i not in set(seen)]
-    model.num_classes = model.out_channels = k
-    model.decode_head.seen_idx = seen
-    model.decode_head.all_idx = list(range(k))
-    model.CLASSES = tuple(names)
-    model.PALETTE = default_palette(k)
-    return emb
 
 
 class _LoadArray:
@@ -167,5 +108,5 @@ def segment_image(model, img: Union[str, np.ndarray]) -> Tuple[np.ndarray, np.nd
     img_t = data['img'][0].to(device)
     metas = data['img_metas'][0]
     scores = model.predict_scores(img_t, metas, rescale=True)[0]
-    labels = scores.argmax(0)
+    labels = scores.argmax(0)  # the label of a pixel is its best-scoring class
     return labels.cpu().numpy().astype(np.int64), scores.float().cpu().numpy()

@@ -13,9 +13,9 @@ def build_model_for_measurement(cfg: Config, checkpoint: Optional[str] = None, l
     """A test-mode model from ``cfg``; random weights without a checkpoint, and random class
     embeddings when the config's text-embedding file is absent (measurements do not depend on
     their values)."""
-    import os
-    os.environ.setdefault('TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD', '1')
+    from .checkpoint import load_weights
     from .inference import config_classes
+    name = getattr(cfg, 'filename', None)
     cfg = cfg.copy()
     cfg.model.pretrained = None
     cfg.model.train_cfg = None
@@ -28,12 +28,11 @@ def build_model_for_measurement(cfg: Config, checkpoint: Optional[str] = None, l
         cfg.model.class_names = config_classes(cfg)
     model = build_segmentor(cfg.model, test_cfg=cfg.get('test_cfg'))
     if checkpoint:
-        from mmcv.runner import load_checkpoint
-        load_checkpoint(model, checkpoint, map_location='cpu', logger=logger)
+        load_weights(model, checkpoint, config=name, strict=True, logger=logger)
     if random_text or (not checkpoint and not emb_file):
         g = torch.Generator().manual_seed(0)
         emb = torch.randn(model.num_classes, model.decode_head.embed_dims, generator=g)
-        model.set_class_embeddings(F.normalize(emb, dim=-1))
+        model.set_vocabulary(model.class_names, model.base_class, F.normalize(emb, dim=-1))
     return model.eval()
 
 

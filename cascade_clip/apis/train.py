@@ -4,13 +4,15 @@ import warnings
 
 import torch
 from mmcv.parallel import MMDataParallel, MMDistributedDataParallel
-from mmcv.runner import build_runner
+from mmcv.runner import build_runner, get_dist_info
 from mmcv.utils import build_from_cfg
 from mmcv.runner import HOOKS
 from mmseg.core import DistEvalHook, EvalHook, build_optimizer
 from mmseg.datasets import build_dataloader, build_dataset
 from mmseg.utils import find_latest_checkpoint, get_root_logger
 
+from ..core import NonFiniteLossHook
+from .checkpoint import load_weights
 from .dist import broadcast_module
 
 
@@ -38,6 +40,74 @@ def wrap_model(model, device: str, distributed: bool, find_unused_parameters: bo
     return MMDataParallel(model.cpu(), device_ids=None)
 
 
+def check_one_batch(dataset, loader, samples_per_gpu: int, distributed: bool) -> None:
+    """Raise ValueError when ``loader`` (built with drop_last=True) has no complete batch:
+    MMCV's runner would otherwise fail with a bare StopIteration at the first iteration."""
+    if len(loader) > 0:
+        return
+    _, world = get_dist_info()
+    processes = world if distributed else 1
+    per_step = loader.batch_size * processes
+    # images one process iterates (its share of a distributed sampler), and the largest
+    # samples_per_gpu that gives it a complete batch
+    largest = len(loader.sampler) * samples_per_gpu // loader.batch_size
+    fix = (f'lower data.samples_per_gpu to at most {largest} (e.g. --cfg-options '
+           f'data.samples_per_gpu={largest}), use fewer processes, or add images'
+           if largest else 'add images to the training set')
+    raise ValueError(
+        f'the training set ({type(dataset).__name__}, {len(dataset)} images) is smaller than one '
+        f'batch: data.samples_per_gpu={samples_per_gpu} x {processes} process(es) = {per_step} '
+        f'images per step, and incomplete batches are dropped (drop_last=True), so there is '
+        f'nothing to train on: {fix}')
+
+
+ACCUMULATING_HOOKS = ('GradientCumulativeOptimizerHook', 'GradientCumulativeFp16OptimizerHook')
+
+
+def accumulation_steps(optimizer_config) -> int:
+    """K of ``optimizer_config=dict(type='GradientCumulativeOptimizerHook', cumulative_iters=K)``
+    (1 for any other optimizer hook)."""
+    optimizer_config = optimizer_config or {}
+    if optimizer_config.get('type') in ACCUMULATING_HOOKS:
+        return int(optimizer_config.get('cumulative_iters', 1))
+    return 1
+
+
+def optimizer_hook_config(cfg, device: str, distributed: bool) -> dict:
+    """The optimizer hook for ``cfg.optimizer_config`` on ``device``.
+
+    ``OptimizerHook`` (or no type) stays MMCV's hook unless the run needs loss scaling
+    (``model.amp_dtype='fp16'``) or averages gradients itself (several CPU processes).
+    ``GradientCumulativeOptimizerHook`` / ``GradientCumulativeFp16OptimizerHook`` with
+    ``cumulative_iters=K`` become ``MicroBatchOptimizerHook(micro_batches=K)``: the exact
+    accumulation of this project (mask count over the accumulated batch, one runner iteration
+    per optimizer step; see ``CascadeCLIP.train_step``), with the same loss scaling and
+    all-reduce as without accumulation.
+    """
+    optimizer_config = copy.deepcopy(cfg.optimizer_config or {})
+    hook_type = optimizer_config.pop('type', 'OptimizerHook')
+    replicated = distributed and device == 'cpu'  # gradients averaged by the hook, not DDP
+    fp16 = cfg.model.get('amp_dtype') in ('fp16', 'float16')
+    if hook_type in ACCUMULATING_HOOKS:
+        micro_batches = int(optimizer_config.pop('cumulative_iters', 1))
+        fp16 = fp16 or hook_type == 'GradientCumulativeFp16OptimizerHook'
+        for key in ('loss_scale', 'distributed'):  # MMCV's fp16 hook's arguments
+            optimizer_config.pop(key, None)
+        return dict(optimizer_config, type='MicroBatchOptimizerHook', micro_batches=micro_batches,
+                    allreduce=replicated, fp16=fp16, device=device)
+    if hook_type == 'OptimizerHook':
+        if fp16:
+            return dict(optimizer_config, type='GradScalerOptimizerHook', allreduce=replicated,
+                        device=device)
+        if replicated:
+            return dict(optimizer_config, type='GradAllReduceOptimizerHook')
+        return dict(optimizer_config, type='OptimizerHook')
+    if replicated:
+        raise ValueError(f'optimizer_config type {hook_type} is not supported for distributed '
+                         f'CPU training')
+    return dict(optimizer_config, type=hook_type)
+
+
 def train_segmentor(model, dataset, cfg, distributed=False, validate=False, timestamp=None, meta=None):
     """Train ``model`` as ``mmseg.apis.train_segmentor`` does (same config keys)."""
     logger = get_root_logger(cfg.log_level)
@@ -49,7 +119,16 @@ def train_segmentor(model, dataset, cfg, distributed=False, validate=False, time
         if k not in ['train', 'val', 'test', 'train_dataloader', 'val_dataloader', 'test_dataloader']
     })
     train_loader_cfg = {**loader_cfg, **cfg.data.get('train_dataloader', {})}
+    micro_batches = accumulation_steps(cfg.optimizer_config)
+    if micro_batches > 1:
+        # one runner iteration = one optimizer step over K micro-batches of samples_per_gpu
+        train_loader_cfg['samples_per_gpu'] = train_loader_cfg['samples_per_gpu'] * micro_batches
+        logger.info(f'gradient accumulation: {micro_batches} micro-batches of '
+                    f'{train_loader_cfg["samples_per_gpu"] // micro_batches} image(s) per GPU and '
+                    f'optimizer step; max_iters and the schedule count optimizer steps')
     data_loaders = [build_dataloader(ds, **train_loader_cfg) for ds in dataset]
+    for ds, loader in zip(dataset, data_loaders):
+        check_one_batch(ds, loader, train_loader_cfg['samples_per_gpu'], distributed)
 
     model = wrap_model(model, device, distributed, cfg.get('find_unused_parameters', False))
     optimizer = build_optimizer(model, cfg.optimizer)
@@ -61,18 +140,12 @@ def train_segmentor(model, dataset, cfg, distributed=False, validate=False, time
         default_args=dict(model=model, batch_processor=None, optimizer=optimizer,
                           work_dir=cfg.work_dir, logger=logger, meta=meta))
 
-    optimizer_config = copy.deepcopy(cfg.optimizer_config)
-    replicated = distributed and device == 'cpu'  # gradients averaged by the hook, not DDP
-    if optimizer_config.get('type', 'OptimizerHook') == 'OptimizerHook':
-        if cfg.model.get('amp_dtype') in ('fp16', 'float16'):
-            optimizer_config.update(type='GradScalerOptimizerHook', allreduce=replicated, device=device)
-        elif replicated:
-            optimizer_config['type'] = 'GradAllReduceOptimizerHook'
-    elif replicated:
-        raise ValueError(f'optimizer_config type {optimizer_config["type"]} is not supported '
-                         f'for distributed CPU training')
+    optimizer_config = optimizer_hook_config(cfg, device, distributed)
     runner.register_training_hooks(cfg.lr_config, optimizer_config, cfg.checkpoint_config,
                                    cfg.log_config, cfg.get('momentum_config', None))
+    # before the optimizer hook (ABOVE_NORMAL): a NaN/inf loss stops the run before it
+    # changes the weights or writes a checkpoint
+    runner.register_hook(NonFiniteLossHook(), priority='HIGH')
     runner.timestamp = timestamp
 
     if validate:
@@ -97,5 +170,6 @@ def train_segmentor(model, dataset, cfg, distributed=False, validate=False, time
     if cfg.resume_from:
         runner.resume(cfg.resume_from, map_location='cpu' if device == 'cpu' else 'default')
     elif cfg.load_from:
-        runner.load_checkpoint(cfg.load_from, map_location='cpu')
+        load_weights(model, cfg.load_from, config=cfg.filename, strict=not cfg.get('load_partial', False),
+                     logger=logger)
     runner.run(data_loaders, cfg.workflow)

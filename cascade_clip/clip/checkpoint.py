@@ -11,6 +11,8 @@ from typing import Dict, Tuple
 import torch
 import torch.nn.functional as F
 
+from ..utils.checkpoint import CheckpointError, safe_load
+
 StateDict = Dict[str, torch.Tensor]
 
 CLIP_HELP = ('CLIP weights are the OpenAI release files (e.g. ViT-B-16.pt, from the links in '
@@ -29,13 +31,15 @@ def load_clip_state_dict(path: str) -> StateDict:
         raise FileNotFoundError(f'CLIP checkpoint not found: {path}. {CLIP_HELP}')
     state_dict = None
     try:
+        # OpenAI's release files are TorchScript archives: their weights load without
+        # unpickling any Python object
         state_dict = torch.jit.load(path, map_location='cpu').state_dict()
     except (RuntimeError, ValueError):
         try:
-            obj = torch.load(path, map_location='cpu', weights_only=True)
-        except Exception as e:  # unpickling error, not a zip/pickle at all, ...
-            raise ValueError(f'{path} is not a CLIP checkpoint: it is neither a TorchScript '
-                             f'archive nor a torch state dict ({type(e).__name__}: {e})') from e
+            obj = safe_load(path)
+        except CheckpointError as e:
+            raise CheckpointError(f'{path} is not a CLIP checkpoint: it is neither a TorchScript '
+                                  f'archive nor a usable torch state dict ({e})') from None
         if isinstance(obj, dict) and isinstance(obj.get('state_dict'), dict):
             obj = obj['state_dict']
         if isinstance(obj, dict):

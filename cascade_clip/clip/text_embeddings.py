@@ -1,4 +1,4 @@
-"""Class text embeddings from CLIP's text encoder (SPEC §3)."""
+"""Class text embeddings from CLIP's text encoder."""
 from typing import Callable, Optional, Sequence
 
 import torch

@@ -1,4 +1,4 @@
-"""Generic zero-shot segmentation dataset with seen / unseen / hIoU evaluation (SPEC §8)."""
+"""Generic zero-shot segmentation dataset with seen / unseen / hIoU evaluation (seen / unseen splits as in the paper's zero-shot protocol)."""
 import os.path as osp
 from collections import OrderedDict
 from typing import Dict, List, Optional, Sequence
@@ -11,6 +11,8 @@ from mmseg.datasets.builder import DATASETS, PIPELINES
 from mmseg.datasets.custom import CustomDataset
 from prettytable import PrettyTable
 
+from ..utils.strict import strict_kwargs
+
 
 def harmonic_iou(seen: float, unseen: float) -> float:
     """hIoU = 2·S·U / (S + U) (0 when both are 0, NaN when either is NaN)."""
@@ -20,6 +22,7 @@ def harmonic_iou(seen: float, unseen: float) -> float:
 
 
 @PIPELINES.register_module()
+@strict_kwargs
 class CheckSegMap:
     """Fail clearly on a label map whose size differs from its image's or whose values are
     not class ids (0..num_classes-1) or the ignore index. Goes right after LoadAnnotations."""
@@ -33,11 +36,20 @@ class CheckSegMap:
         if gt is None:
             return results
         seg_file = osp.join(results.get('seg_prefix') or '', results['ann_info']['seg_map'])
+        check_single_channel(gt, seg_file)
         if 'img' in results and results['img'].shape[:2] != gt.shape[:2]:
             raise ValueError(f'label map {seg_file} has size {gt.shape[:2]} (H, W) but its image '
                              f'{results.get("filename")} has {results["img"].shape[:2]}')
         check_label_values(gt, self.num_classes, self.ignore_index, seg_file)
         return results
+
+
+def check_single_channel(gt: np.ndarray, name: str) -> None:
+    """Label maps hold one class id per pixel: refuse colour (H, W, 3) maps by name."""
+    if gt.ndim != 2:
+        raise ValueError(f'label map {name} has shape {gt.shape}: expected a single-channel '
+                         f'(H, W) map of class ids; colour-coded (RGB) label maps must be converted '
+                         f'to ids first (MMSeg\'s tools/convert_datasets scripts do this)')
 
 
 def check_label_values(gt: np.ndarray, num_classes: int, ignore_index: int, name: str) -> None:
@@ -49,6 +61,7 @@ def check_label_values(gt: np.ndarray, num_classes: int, ignore_index: int, name
 
 
 @DATASETS.register_module()
+@strict_kwargs
 class ZeroShotDataset(CustomDataset):
     """Any folder of images + label maps, with class names and the unseen classes in the config.
 
@@ -148,6 +161,7 @@ class ZeroShotDataset(CustomDataset):
         for pred, index in zip(preds, indices):
             gt = self.get_gt_seg_map_by_idx(index)
             name = self.img_infos[index]['ann']['seg_map']
+            check_single_channel(gt, name)
             if pred.shape != gt.shape:
                 raise ValueError(f'prediction of size {pred.shape} for label map {name} of size '
                                  f'{gt.shape}')

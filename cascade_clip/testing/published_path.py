@@ -106,7 +106,8 @@ def encode_decode(model, img, embedding_file):
     text = torch.from_numpy(np.load(embedding_file)).to(img.device)  # re-read every forward
     pred = head_forward(model.decode_head, [x, text]).sigmoid()
     if not model.decode_head.self_training:
-        pred[:, model.decode_head.seen_idx] = pred[:, model.decode_head.seen_idx] - model.decode_head.calibration
+        seen = list(model.vocabulary.seen)
+        pred[:, seen] = pred[:, seen] - model.decode_head.calibration
     return F.interpolate(pred, size=img.shape[2:], mode='bilinear', align_corners=False)
 
 

@@ -159,7 +159,7 @@ def pretrain_tiny_clip(path: str, embeddings: np.ndarray, steps: int = 600, size
     enc.train()
     for step in range(steps):
         x, present = pairs(batch)
-        _, g = enc(x)
+        g = enc(x).global_emb
         cap = caption_embeddings(present, text)
         logits = g @ cap.t() / temperature  # (images, captions)
         # identical captions in a batch are all positives
@@ -176,7 +176,8 @@ def pretrain_tiny_clip(path: str, embeddings: np.ndarray, steps: int = 600, size
     enc.eval()
     with torch.no_grad():
         cls = rng.randint(n, size=96)
-        (dense, ), g = enc(to_tensor([paint(c, size, size, rng) for c in cls]))
+        out = enc(to_tensor([paint(c, size, size, rng) for c in cls]))
+        dense, g = out.dense, out.global_emb
         y = torch.from_numpy(cls).long()
         global_acc = ((g @ text.t()).argmax(1) == y).float().mean().item()
         pred = torch.einsum('bdhw,kd->bkhw', dense, text).argmax(1)

@@ -5,4 +5,4 @@ load_from = None
 resume_from = None
 workflow = [('train', 1)]
 cudnn_benchmark = True
-find_unused_parameters = False  # parameters the forward never uses are frozen (SPEC §4)
+find_unused_parameters = False  # parameters the forward never uses are frozen (ATMSingleHeadSeg)

@@ -11,3 +11,6 @@ model = dict(
     multi_prompts=True,
     backbone=dict(num_tokens=50),
     load_text_embedding='text_embeddings/ade150_multi.npy')
+# trained on COCO-Stuff's classes, tested on this dataset's: the checkpoint's meta['CLASSES']
+# is not required to be the dataset's
+cross_dataset = True

@@ -13,3 +13,6 @@ model = dict(
     backbone=dict(num_tokens=50),
     load_text_embedding='text_embeddings/voc20_single.npy')
 data = dict(val=dict(unseen_classes=[]), test=dict(unseen_classes=[]))
+# trained on COCO-Stuff's classes, tested on this dataset's: the checkpoint's meta['CLASSES']
+# is not required to be the dataset's
+cross_dataset = True

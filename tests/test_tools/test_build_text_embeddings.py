@@ -75,7 +75,7 @@ def test_classes_file_and_errors(tiny_clip, tmp_path):
     r = run('--clip', tiny_clip[0], '--classes', ' , ', '--out', str(out), '--heads', '4')
     assert r.returncode != 0 and 'empty' in r.stderr
     r = run('--clip', tiny_clip[0], '--classes', 'cat,dog,cat', '--out', str(out), '--heads', '4')
-    assert r.returncode != 0 and "duplicate class names in --classes: ['cat']" in r.stderr
+    assert r.returncode != 0 and "class names in --classes 'cat' (position 0) and 'cat' (position 2) are the same" in r.stderr
     r = run('--clip', str(tmp_path / 'ViT-B-16.pt'), '--classes', 'cat', '--out', str(out))
     assert r.returncode != 0 and 'CLIP checkpoint not found' in r.stderr
 

@@ -76,7 +76,7 @@ def test_published_config_loads_and_builds_full_size(path, tmp_path):
     assert bb.prompt_embeddings.shape == (1, tokens, 768)
     assert model.decode_head.q_projs[0].weight.shape == (512, 1024)
     if path.startswith('coco_171'):
-        # FINDINGS: the published COCO model has 193.1 M parameters
+        # the published COCO model has 193.1 M parameters
         assert abs(n_params / 1e6 - 193.1) < 0.1, n_params
     assert n_train < 0.3 * n_params
 

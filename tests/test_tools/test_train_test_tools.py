@@ -4,12 +4,15 @@ import glob
 import json
 import os
 import os.path as osp
+import re
 import subprocess
 import sys
 
 import numpy as np
 import pytest
 import torch
+
+from cascade_clip.utils import safe_load
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CONFIG = osp.join(ROOT, 'configs/demo/cascade_clip_tiny_synthetic.py')
@@ -66,7 +69,7 @@ def test_dist_train_two_cpu_processes(dist_trained):
     assert osp.isfile(osp.join(work, 'iter_2.pth')) and osp.islink(osp.join(work, 'latest.pth'))
     assert 'Distributed training: True (world size 2, device cpu)' in out
     assert 'mIoU_unseen' in out and 'hIoU' in out  # evaluation hook with the dist test loop
-    ckpt = torch.load(osp.join(work, 'iter_2.pth'), map_location='cpu', weights_only=False)
+    ckpt = safe_load(osp.join(work, 'iter_2.pth'))
     assert ckpt['meta']['iter'] == 2
     assert ckpt['meta']['CLASSES'][0] == 'red flat'
     assert not any(k.endswith(('label_map', 'text_embeddings')) for k in ckpt['state_dict'])
@@ -118,7 +121,7 @@ def test_resume_continues_from_saved_iteration(dist_trained, demo_data, tmp_path
                *options(demo_data, iters=4, interval=4)])
     assert 'resumed from epoch: 1, iter 2' in out
     assert 'Iter [3/4]' in out and 'Iter [1/4]' not in out
-    ckpt = torch.load(osp.join(resumed, 'iter_4.pth'), map_location='cpu', weights_only=False)
+    ckpt = safe_load(osp.join(resumed, 'iter_4.pth'))
     assert ckpt['meta']['iter'] == 4
 
 
@@ -126,7 +129,7 @@ def test_fp16_training_uses_loss_scaling(demo_data, tmp_path):
     out = run([PY, 'tools/train.py', CONFIG, '--work-dir', str(tmp_path / 'fp16'), '--no-validate',
                '--cfg-options', *options(demo_data), 'model.amp_dtype=fp16'])
     assert 'GradScalerOptimizerHook' in out
-    ckpt = torch.load(osp.join(tmp_path, 'fp16', 'iter_2.pth'), map_location='cpu', weights_only=False)
+    ckpt = safe_load(osp.join(tmp_path, 'fp16', 'iter_2.pth'))
     assert 'grad_scaler' in ckpt['meta']['hook_msgs']
 
 
@@ -138,3 +141,124 @@ def test_missing_clip_and_embedding_files_are_clear_errors(demo_data, tmp_path):
     bad = [o for o in opts if not o.startswith('model.load_text')] + [f'model.load_text_embedding={tmp_path}/x.npy']
     with pytest.raises(AssertionError, match=r'text embedding file not found: .*x.npy; make it with'):
         run([PY, 'tools/train.py', CONFIG, '--work-dir', str(tmp_path / 'w'), '--cfg-options', *bad])
+
+
+def params_of(path):
+    return torch.load(path, map_location='cpu', weights_only=True)['state_dict']
+
+
+def assert_bit_identical(path_a, path_b):
+    a, b = params_of(path_a), params_of(path_b)
+    assert a.keys() == b.keys()
+    differ = [k for k in a if not torch.equal(a[k], b[k])]
+    assert not differ, f'{len(differ)} tensors differ, e.g. {differ[:3]}'
+
+
+@pytest.fixture(scope='module')
+def straight_run(demo_data, tmp_path_factory):
+    """4 iterations without interruption (checkpoints at 2 and 4, evaluation at 2 and 4)."""
+    work = str(tmp_path_factory.mktemp('straight'))
+    run([PY, 'tools/train.py', CONFIG, '--work-dir', work, '--seed', '0', '--deterministic',
+         '--cfg-options', *options(demo_data, iters=4, interval=2)])
+    return work
+
+
+def test_resume_is_bit_identical_to_an_uninterrupted_run(straight_run, demo_data, tmp_path):
+    # the checkpoint's meta (random states, data position) loads without any allow-list
+    meta = torch.load(osp.join(straight_run, 'iter_2.pth'), map_location='cpu', weights_only=True)['meta']
+    state = meta['train_state']
+    assert meta['iter'] == 2 and state['world_size'] == 1 and len(state['ranks']) == 1
+    assert state['ranks'][0]['loaders'][0]['consumed'] == 2  # 16 images, batch 2: epoch 0, 2 batches
+    resumed = str(tmp_path / 'resumed')
+    out = run([PY, 'tools/train.py', CONFIG, '--work-dir', resumed, '--seed', '0', '--deterministic',
+               '--resume-from', osp.join(straight_run, 'iter_2.pth'), '--cfg-options',
+               *options(demo_data, iters=4, interval=2)])
+    assert 'replaying the 2 batch(es) already used in it' in out
+    assert 'Iter [3/4]' in out and 'Iter [1/4]' not in out
+    assert_bit_identical(osp.join(straight_run, 'iter_4.pth'), osp.join(resumed, 'iter_4.pth'))
+
+
+def test_dist_resume_is_bit_identical(demo_data, tmp_path):
+    """2 CPU processes: every rank's random states and data position are in rank 0's checkpoint."""
+    straight, resumed = str(tmp_path / 'straight'), str(tmp_path / 'resumed')
+    # --diff-seed: each rank has its own random streams, so each needs its own saved state
+    opts = ['--seed', '0', '--diff-seed', '--deterministic', '--no-validate', '--cfg-options',
+            *options(demo_data, iters=4, interval=2)]
+    run(['bash', 'dist_train.sh', CONFIG, '2', straight, *opts], env_extra={'PORT': '29613'})
+    state = torch.load(osp.join(straight, 'iter_2.pth'), map_location='cpu', weights_only=True)['meta']['train_state']
+    assert state['world_size'] == 2 and len(state['ranks']) == 2
+    assert not torch.equal(state['ranks'][0]['random']['torch'], state['ranks'][1]['random']['torch'])
+    run(['bash', 'dist_train.sh', CONFIG, '2', resumed, '--resume-from', osp.join(straight, 'iter_2.pth'), *opts],
+        env_extra={'PORT': '29614'})
+    assert_bit_identical(osp.join(straight, 'iter_4.pth'), osp.join(resumed, 'iter_4.pth'))
+
+
+def test_non_finite_loss_stops_before_any_checkpoint_and_stale_temp_files_go(straight_run, demo_data, tmp_path):
+    import shutil
+    work = tmp_path / 'nan'
+    work.mkdir()
+    good = work / 'iter_2.pth'
+    shutil.copy(osp.join(straight_run, 'iter_2.pth'), good)
+    before = good.read_bytes()
+    # a temporary file of an interrupted save whose process is gone (pids never exceed
+    # pid_max), and one of a live process (this one), which must be kept
+    pid_max = int(open('/proc/sys/kernel/pid_max').read())
+    stale, live = work / f'iter_3.pth.tmp-{pid_max + 1}', work / f'iter_5.pth.tmp-{os.getpid()}'
+    stale.write_bytes(b'partial')
+    live.write_bytes(b'partial')
+    cmd = [PY, 'tools/train.py', CONFIG, '--work-dir', str(work), '--seed', '0', '--resume-from', str(good),
+           '--no-validate', '--cfg-options', *options(demo_data, iters=4, interval=1),
+           'model.decode_head.loss_decode.mask_weight=nan']
+    with pytest.raises(AssertionError) as info:
+        run(cmd)
+    message = str(info.value)
+    assert 'FloatingPointError: decode.loss_mask is nan at iteration 3' in message
+    assert 'loss=nan' in message and 'decode.loss_dice=' in message
+    assert f'removed 1 temporary checkpoint file(s) left by interrupted saves: {stale}' in message
+    assert not stale.exists() and live.exists()
+    assert good.read_bytes() == before
+    assert sorted(p.name for p in work.glob('*.pth*')) == ['iter_2.pth', live.name]
+    # train_segmentor runs the check before the optimizer step
+    log = open(glob.glob(str(work / '*.log'))[0]).read()
+    assert re.search(r'after_train_iter:\n\(HIGH +\) NonFiniteLossHook +\n\(ABOVE_NORMAL\) OptimizerHook', log)
+
+
+def test_batch_larger_than_the_training_set_is_a_clear_error(demo_data, tmp_path):
+    with pytest.raises(AssertionError) as info:
+        run([PY, 'tools/train.py', CONFIG, '--work-dir', str(tmp_path / 'w'), '--cfg-options',
+             *options(demo_data), 'data.samples_per_gpu=32'])
+    message = str(info.value)
+    assert ('ValueError: the training set (ZeroShotDataset, 16 images) is smaller than one batch: '
+            'data.samples_per_gpu=32 x 1 process(es) = 32 images per step') in message
+    assert 'data.samples_per_gpu=16' in message
+    assert 'StopIteration' not in message
+
+
+def test_total_batch_accumulates_micro_batches_and_schedule_counts_steps(demo_data, tmp_path):
+    work = str(tmp_path / 'acc')
+    out = run([PY, 'tools/train.py', CONFIG, '--work-dir', work, '--no-validate', '--total-batch', '4',
+               '--cfg-options', *options(demo_data), 'data.samples_per_gpu=1'])
+    assert 'gradient accumulation: 4 micro-batches of 1 image(s) per GPU' in out
+    assert "type='MicroBatchOptimizerHook'" in out or 'MicroBatchOptimizerHook' in out
+    assert 'Iter [2/2]' in out
+    ckpt = torch.load(osp.join(work, 'iter_2.pth'), map_location='cpu', weights_only=True)
+    # one runner iteration = one optimizer step: AdamW stepped twice in 2 iterations
+    steps = {float(s['step']) for s in ckpt['optimizer']['state'].values()}
+    assert steps == {2.0}
+
+
+def test_total_batch_arithmetic():
+    sys.path.insert(0, osp.join(ROOT, 'tools'))
+    try:
+        from train import set_total_batch
+    finally:
+        sys.path.pop(0)
+    from mmcv.utils import Config
+    cfg = Config(dict(data=dict(samples_per_gpu=4), optimizer_config=dict(grad_clip=None)))
+    assert set_total_batch(cfg, 16, 1) == 4
+    assert cfg.optimizer_config == dict(type='GradientCumulativeOptimizerHook', cumulative_iters=4,
+                                        grad_clip=None)
+    assert set_total_batch(cfg, 16, 2) == 2 and cfg.optimizer_config.cumulative_iters == 2
+    assert set_total_batch(cfg, 16, 4) == 1
+    with pytest.raises(ValueError, match='not a multiple'):
+        set_total_batch(cfg, 12, 2)

@@ -4,7 +4,7 @@ Tensors are batch-first here, (B, L, C); CLIP's sequence-first layout only affec
 order of operations, not the parameters, so checkpoints are unaffected.
 """
 from collections import OrderedDict
-from typing import Optional
+from typing import Optional, Sequence
 
 import torch
 import torch.nn as nn
@@ -88,6 +88,38 @@ class Transformer(nn.Module):
 def l2_normalize(x: torch.Tensor, dim: int) -> torch.Tensor:
     """x / ||x|| along ``dim`` (as CLIP: no epsilon, so a zero vector gives NaN, never silently 0)."""
     return x / x.norm(dim=dim, keepdim=True)
+
+
+def check_covers(model: nn.Module, state_dict: dict, path: Optional[str], tower: str,
+                 new_prefixes: Sequence[str] = ()) -> None:
+    """Raise ValueError unless ``state_dict`` (a CLIP tower) gives every parameter of ``model``
+    but those starting with ``new_prefixes`` (parameters CLIP does not have), and nothing else.
+
+    Missing and surplus transformer blocks are named by index, so a 12-block file for a
+    16-block config is reported as such instead of leaving random blocks.
+    """
+    own = model.state_dict()
+    missing = [k for k in own if k not in state_dict and not k.startswith(tuple(new_prefixes))]
+    surplus = [k for k in state_dict if k not in own]
+    if not missing and not surplus:
+        return
+
+    def blocks(keys):
+        return sorted({int(k.split('.')[2]) for k in keys if k.startswith('transformer.resblocks.')})
+
+    def describe(keys, what):
+        idx = blocks(keys)
+        other = [k for k in keys if not k.startswith('transformer.resblocks.')]
+        parts = ([f'blocks {idx}'] if idx else []) + other[:5] + (['...'] if len(other) > 5 else [])
+        return f'{what}: ' + ', '.join(parts)
+
+    n_file = len(blocks(state_dict))
+    n_model = len(blocks(own))
+    parts = [describe(missing, 'missing from the file')] if missing else []
+    parts += [describe(surplus, 'in the file but not in the model')] if surplus else []
+    raise ValueError(f'CLIP checkpoint {path} does not cover the {tower} of the config (the file '
+                     f'has {n_file} blocks, the config {n_model}): ' + '; '.join(parts)
+                     + '. Use the CLIP file that matches the model config')
 
 
 def check_width(state_dict: dict, key: str, expected: int, dim: int, path: Optional[str],

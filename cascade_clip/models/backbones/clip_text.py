@@ -9,12 +9,14 @@ from mmseg.models.builder import BACKBONES
 from mmseg.utils import get_root_logger
 
 from ...clip.checkpoint import convert_clip_text, load_clip_state_dict
-from .clip_layers import LayerNorm, Transformer, check_width
+from ...utils.strict import strict_kwargs
+from .clip_layers import LayerNorm, Transformer, check_covers, check_width
 
 
 @BACKBONES.register_module()
+@strict_kwargs
 class CLIPTextEncoder(BaseModule):
-    """CLIP text encoder (SPEC §3).
+    """CLIP text encoder, with OpenAI CLIP's parameter names.
 
     ``forward(text)``: token ids (N, L <= context_length), each row ending with the
     end-of-text token (the largest id) -> (N, embed_dim) text features (not normalised).
@@ -28,8 +30,7 @@ class CLIPTextEncoder(BaseModule):
                  transformer_layers: int = 12,
                  embed_dim: int = 512,
                  pretrained: Optional[str] = None,
-                 init_cfg=None,
-                 **kwargs):
+                 init_cfg=None):
         super().__init__(init_cfg=init_cfg)
         self.pretrained = pretrained
         self.context_length = context_length
@@ -60,7 +61,7 @@ class CLIPTextEncoder(BaseModule):
         nn.init.normal_(self.text_projection, std=width**-0.5)
 
     def init_weights(self, pretrained: Optional[str] = None) -> None:
-        """Load the text tower of a CLIP file (non-strict; logs missing/unexpected keys)."""
+        """Load the text tower of a CLIP file; it must give every parameter of the encoder."""
         pretrained = pretrained or self.pretrained
         if not isinstance(pretrained, str):
             return
@@ -71,9 +72,9 @@ class CLIPTextEncoder(BaseModule):
         check_width(state_dict, 'token_embedding.weight', self.width, 1, pretrained, 'text width')
         check_width(state_dict, 'text_projection', self.embed_dim, 1, pretrained,
                     'text embedding dim')
-        missing, unexpected = self.load_state_dict(state_dict, strict=False)
-        print_log(f'CLIPTextEncoder: loaded {pretrained}; missing keys: {missing}; '
-                  f'unexpected keys: {unexpected}', logger=get_root_logger())
+        check_covers(self, state_dict, pretrained, 'text encoder')
+        self.load_state_dict(state_dict, strict=False)
+        print_log(f'CLIPTextEncoder: loaded {pretrained}', logger=get_root_logger())
 
     @classmethod
     def from_clip(cls, path: str, heads: Optional[int] = None,

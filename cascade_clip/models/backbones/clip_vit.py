@@ -1,20 +1,24 @@
 """``CLIPVisionTransformer``: CLIP's ViT image encoder with multi-level outputs."""
-from typing import List, Optional, Sequence, Tuple
+from typing import Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
+import torch.utils.checkpoint as cp
 from mmcv.runner import BaseModule
 from mmcv.utils import print_log
 from mmseg.models.builder import BACKBONES
 from mmseg.utils import get_root_logger
 
 from ...clip.checkpoint import convert_clip_visual, load_clip_state_dict, resize_pos_embed
-from .clip_layers import LayerNorm, Transformer, check_width, l2_normalize
+from ...utils.strict import strict_kwargs
+from .clip_layers import LayerNorm, Transformer, check_covers, check_width, l2_normalize
+from .features import VisualFeatures
 
 
 @BACKBONES.register_module()
+@strict_kwargs
 class CLIPVisionTransformer(BaseModule):
-    """CLIP ViT (SPEC §2) without prompts.
+    """CLIP ViT without prompts.
 
     Args:
         input_resolution: size of the position-embedding grid in pixels (grid = this /
@@ -25,11 +29,14 @@ class CLIPVisionTransformer(BaseModule):
         out_indices: blocks whose output is returned.
         get_embeddings: also compute the projected dense and global embeddings.
         pretrained: path of an OpenAI CLIP file (TorchScript archive or state dict).
+        with_cp: activation checkpointing (MMSeg's convention): in training, with gradients
+            enabled, each transformer block runs under non-reentrant
+            ``torch.utils.checkpoint`` (random state preserved, so drop-path and dropout
+            recompute identically); only the blocks' inputs are kept for the backward pass.
 
-    Returns (``forward``): ``[maps, global]`` where ``maps`` is a tuple: the raw
-    (B, width, h, w) outputs of the ``out_indices`` blocks when there are several, else the
-    L2-normalised (B, output_dim, h, w) dense embedding; ``global`` is (B, output_dim),
-    L2-normalised. Without ``get_embeddings`` only ``[maps]``.
+    Returns (``forward``): :class:`VisualFeatures` with ``levels`` the raw (B, width, h, w)
+    outputs of the ``out_indices`` blocks, and (with ``get_embeddings``) ``dense`` the
+    L2-normalised (B, output_dim, h, w) dense embedding and ``global_emb`` (B, output_dim).
     """
 
     def __init__(self,
@@ -43,8 +50,8 @@ class CLIPVisionTransformer(BaseModule):
                  out_indices: Sequence[int] = (3, 5, 7, 11),
                  pretrained: Optional[str] = None,
                  get_embeddings: bool = False,
-                 init_cfg=None,
-                 **kwargs):
+                 with_cp: bool = False,
+                 init_cfg=None):
         super().__init__(init_cfg=init_cfg)
         if input_resolution % patch_size:
             raise ValueError(f'input_resolution {input_resolution} is not a multiple of '
@@ -60,6 +67,7 @@ class CLIPVisionTransformer(BaseModule):
         self.num_layers = layers
         self.out_indices = out_indices
         self.get_embeddings = get_embeddings
+        self.with_cp = with_cp
         self.spatial_size = input_resolution // patch_size
 
         scale = width**-0.5
@@ -73,14 +81,19 @@ class CLIPVisionTransformer(BaseModule):
             self.proj = nn.Parameter(scale * torch.randn(width, output_dim))
 
     # ------------------------------------------------------------------ loading
+    # parameters that CLIP files do not have (the prompted subclass adds some)
+    NEW_PARAMETERS: Tuple[str, ...] = ()
+
     def init_weights(self, pretrained: Optional[str] = None) -> None:
-        """Load the image tower of a CLIP file (non-strict; logs missing/unexpected keys)."""
+        """Load the image tower of a CLIP file; every CLIP parameter of the model must be in it."""
         pretrained = pretrained or self.pretrained
         if not isinstance(pretrained, str):
             return
         state_dict = convert_clip_visual(load_clip_state_dict(pretrained))
         if not state_dict:
             raise ValueError(f'{pretrained} has no image-encoder keys ("visual.*")')
+        if not self.get_embeddings:  # the joint-space projection is not part of this model
+            state_dict = {k: v for k, v in state_dict.items() if not k.startswith(('ln_post.', 'proj'))}
         check_width(state_dict, 'conv1.weight', self.width, 0, pretrained, 'visual width')
         check_width(state_dict, 'conv1.weight', self.patch_size, 2, pretrained, 'patch size')
         if 'positional_embedding' in state_dict:
@@ -90,9 +103,10 @@ class CLIPVisionTransformer(BaseModule):
                           f'{tuple(self.positional_embedding.shape)}', logger=get_root_logger())
                 state_dict['positional_embedding'] = resize_pos_embed(
                     pos, (self.spatial_size, self.spatial_size))
-        missing, unexpected = self.load_state_dict(state_dict, strict=False)
-        print_log(f'{type(self).__name__}: loaded {pretrained}; missing keys (kept at their '
-                  f'initialisation): {missing}; unexpected keys (ignored): {unexpected}',
+        check_covers(self, state_dict, pretrained, 'image encoder', self.NEW_PARAMETERS)
+        self.load_state_dict(state_dict, strict=False)
+        print_log(f'{type(self).__name__}: loaded {pretrained} (all CLIP parameters; new ones kept '
+                  f'at their initialisation: {", ".join(self.NEW_PARAMETERS) or "none"})',
                   logger=get_root_logger())
 
     # ------------------------------------------------------------------ forward
@@ -112,22 +126,27 @@ class CLIPVisionTransformer(BaseModule):
         x = torch.cat([cls, x], dim=1) + self.pos_embed(h, w).to(x.dtype)
         return self.ln_pre(x), h, w
 
+    def run_block(self, blk: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        """One transformer block, (B, L, C) -> (B, L, C); checkpointed under ``with_cp``."""
+        if self.with_cp and self.training and torch.is_grad_enabled():
+            # non-reentrant: gradients reach the (trainable) prompt inputs of frozen blocks
+            return cp.checkpoint(blk, x, use_reentrant=False, preserve_rng_state=True)
+        return blk(x)
+
     @staticmethod
     def to_map(tokens: torch.Tensor, h: int, w: int) -> torch.Tensor:
         """(B, h*w, C) -> (B, C, h, w)."""
         return tokens.transpose(1, 2).reshape(tokens.shape[0], -1, h, w)
 
-    def forward(self, x: torch.Tensor) -> List:
+    def forward(self, x: torch.Tensor) -> VisualFeatures:
         x, h, w = self.embed(x)
-        features = []
+        levels = []
         for i, blk in enumerate(self.transformer.resblocks):
-            x = blk(x)
-            if len(self.out_indices) > 1 and i in self.out_indices:
-                features.append(self.to_map(x[:, 1:], h, w).contiguous())
+            x = self.run_block(blk, x)
+            if i in self.out_indices:
+                levels.append(self.to_map(x[:, 1:], h, w).contiguous())
         if not self.get_embeddings:
-            return [tuple(features)]
+            return VisualFeatures(tuple(levels))
         x = self.ln_post(x) @ self.proj
-        global_embedding = l2_normalize(x[:, 0], dim=-1)
-        if len(self.out_indices) == 1:
-            features.append(l2_normalize(self.to_map(x[:, 1:], h, w), dim=1))
-        return [tuple(features), global_embedding]
+        dense = l2_normalize(self.to_map(x[:, 1:], h, w), dim=1)
+        return VisualFeatures(tuple(levels), dense, l2_normalize(x[:, 0], dim=-1))

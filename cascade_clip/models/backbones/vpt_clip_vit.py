@@ -1,30 +1,39 @@
 """``VPTCLIPVisionTransformer``: CLIP ViT with deep visual prompts and multi-level outputs."""
 import math
-from typing import List, Optional, Sequence
+from typing import Optional, Sequence
 
 import torch
 import torch.nn as nn
 from mmseg.models.builder import BACKBONES
 
+from ...utils.strict import strict_kwargs
 from .clip_layers import LayerNorm, l2_normalize
 from .clip_vit import CLIPVisionTransformer
+from .features import VisualFeatures
 
 
 @BACKBONES.register_module()
+@strict_kwargs
 class VPTCLIPVisionTransformer(CLIPVisionTransformer):
-    """CLIP ViT with visual prompt tuning (SPEC §2), the Cascade-CLIP image encoder.
+    """CLIP ViT with visual prompt tuning (deep visual prompts, multi-level outputs), the Cascade-CLIP image encoder.
 
     Extra args:
         num_tokens: prompt tokens inserted after the class token.
         prompt_dim: width of the prompts (must equal ``width``).
         total_d_layer: blocks 1..total_d_layer get fresh (deep) prompts; 0 = shallow
             prompts inserted once and kept through all blocks.
+        with_cp: activation checkpointing of the blocks in training (see
+            ``CLIPVisionTransformer``).
 
-    Returns (``forward``): ``[(f_0, ..., f_{n-1}, dense), global]``: one L2-normalised
+    Returns (``forward``): :class:`VisualFeatures`: ``levels`` one L2-normalised
     (B, output_dim, h, w) map per entry of ``out_indices`` (``ln_layers[k]`` then
-    ``proj_layers[k]``), the last layer's dense embedding, and the (B, output_dim) global
-    embedding.
+    ``proj_layers[k]``), ``dense`` the last layer's dense embedding and ``global_emb`` the
+    (B, output_dim) global embedding.
     """
+
+    # not in CLIP files: initialised here (see __init__)
+    NEW_PARAMETERS = ('prompt_embeddings', 'deep_prompt_embeddings', 'prompt_proj.', 'prompt_norm.',
+                      'ln_layers.', 'proj_layers')
 
     def __init__(self,
                  input_resolution: int = 512,
@@ -40,8 +49,8 @@ class VPTCLIPVisionTransformer(CLIPVisionTransformer):
                  prompt_dim: int = 768,
                  total_d_layer: int = 11,
                  pretrained: Optional[str] = None,
-                 init_cfg=None,
-                 **kwargs):
+                 with_cp: bool = False,
+                 init_cfg=None):
         if not get_embeddings:
             raise ValueError('VPTCLIPVisionTransformer needs get_embeddings=True (the cascade '
                              'head uses the projected maps and the global embedding)')
@@ -63,6 +72,7 @@ class VPTCLIPVisionTransformer(CLIPVisionTransformer):
             out_indices=out_indices,
             pretrained=pretrained,
             get_embeddings=True,
+            with_cp=with_cp,
             init_cfg=init_cfg)
         self.num_tokens = num_tokens
         self.prompt_dim = prompt_dim
@@ -94,7 +104,7 @@ class VPTCLIPVisionTransformer(CLIPVisionTransformer):
         t = t @ self.proj_layers[k].to(t.dtype)
         return l2_normalize(self.to_map(t, h, w), dim=1)
 
-    def forward(self, x: torch.Tensor) -> List:
+    def forward(self, x: torch.Tensor) -> VisualFeatures:
         x, h, w = self.embed(x)
         B, n, T = x.shape[0], h * w, self.num_tokens
         x = torch.cat([x[:, :1], self._prompt(self.prompt_embeddings, B, x.dtype), x[:, 1:]], dim=1)
@@ -105,12 +115,11 @@ class VPTCLIPVisionTransformer(CLIPVisionTransformer):
                 x = torch.cat([x[:, :1], deep, x[:, 1 + T:]], dim=1)
             elif self.total_d_layer > 0 and i > self.total_d_layer and x.shape[1] != 1 + n:
                 x = torch.cat([x[:, :1], x[:, -n:]], dim=1)  # prompts dropped after the deep layers
-            x = blk(x)
+            x = self.run_block(blk, x)
             if i in self._level:
                 # LayerNorms and projections act per token: only the patch tokens are needed
                 features.append(self._level_map(x[:, -n:], self._level[i], h, w))
         x = torch.cat([x[:, :1], x[:, -n:]], dim=1)
         x = self.ln_post(self.prompt_norm(x)) @ self.proj.to(x.dtype)
-        global_embedding = l2_normalize(x[:, 0], dim=-1)
-        features.append(l2_normalize(self.to_map(x[:, 1:], h, w), dim=1))
-        return [tuple(features), global_embedding]
+        dense = l2_normalize(self.to_map(x[:, 1:], h, w), dim=1)
+        return VisualFeatures(tuple(features), dense, l2_normalize(x[:, 0], dim=-1))

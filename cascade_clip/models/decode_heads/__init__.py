@@ -1,3 +1,3 @@
-from .cascade_head import ATMSingleHeadSeg
+from .cascade_head import ATMSingleHeadSeg, HeadInputs
 
-__all__ = ['ATMSingleHeadSeg']
+__all__ = ["ATMSingleHeadSeg", "HeadInputs"]

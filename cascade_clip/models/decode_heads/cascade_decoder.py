@@ -1,4 +1,4 @@
-"""Decoder layers of the cascade (SPEC §4), with the published parameter names.
+"""Decoder layers of the cascade, with the published parameter names.
 
 Each layer keeps every tensor a ``torch.nn.TransformerDecoderLayer`` has (``self_attn``,
 ``norm1``, ... ) so that published checkpoints load, but computes only what is used:

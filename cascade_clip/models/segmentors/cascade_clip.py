@@ -1,6 +1,6 @@
-"""``CascadeCLIP``: the zero-shot segmentor (SPEC §6)."""
+"""``CascadeCLIP``: the zero-shot segmentor (paper §3; inductive and transductive settings, §4)."""
 import os.path as osp
-from typing import Dict, List, Optional, Sequence, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import mmcv
 import numpy as np
@@ -16,8 +16,12 @@ from mmseg.utils import get_root_logger
 
 from ...clip.templates import MULTI_TEMPLATES, SINGLE_TEMPLATE
 from ...clip.text_embeddings import compute_text_embeddings
+from ...utils.strict import strict_kwargs
 from ...utils.visualize import draw_segmentation
-from ..losses.mask_loss import check_label_range
+from ...utils.vocabulary_names import same_names
+from ..decode_heads.cascade_head import HeadInputs
+from ..losses.mask_loss import check_label_range, count_masks, reduce_num_masks
+from ..vocabulary import Vocabulary, check_embeddings
 
 EMBEDDING_HELP = ('make it with: python tools/build_text_embeddings.py --clip '
                   'clip_pretrain/ViT-B-16.pt --dataset <coco_stuff|voc20|context59> '
@@ -46,9 +50,26 @@ def check_class_splits(base_class: Sequence[int], novel_class: Sequence[int],
                          f'are in neither')
 
 
+# Model state-dict keys that a checkpoint may lack, each with the reason. Everything else
+# must be in a checkpoint loaded for testing or inference (cascade_clip.apis.load_weights).
+OPTIONAL_STATE_KEYS = {
+    'decode_head.loss_decode.criterion.empty_weight':
+        'a buffer the published loss saves and never reads; files trimmed for inference omit it',
+}
+
+TEXT_ENCODER = 'the text encoder'  # Vocabulary.source of embeddings computed by the model
+
+
 @SEGMENTORS.register_module()
+@strict_kwargs
 class CascadeCLIP(EncoderDecoder):
     """Zero-shot segmentor: CLIP image encoder + cascade head queried by class text embeddings.
+
+    The classes are one :class:`Vocabulary` (names, seen classes, text embeddings) owned here
+    and changed only by :meth:`set_vocabulary`; the label map of training, the calibration,
+    ``num_classes`` and ``CLASSES``/``PALETTE`` derive from it. The published config keys
+    (``class_names``, ``base_class``, ``novel_class``, ``both_class``,
+    ``load_text_embedding``) describe the initial vocabulary.
 
     Args (besides EncoderDecoder's):
         text_encoder: config of the (frozen) text encoder.
@@ -64,7 +85,11 @@ class CascadeCLIP(EncoderDecoder):
         load_text_embedding: .npy file of (num_classes, D) text embeddings.
         amp_dtype: None (fp32), 'bf16' (CPU and CUDA) or 'fp16' (CUDA): autocast of the image
             encoder and the head; LayerNorms, the loss and the score maps stay in fp32.
+        tau: key of the published configs, accepted for compatibility: a temperature the
+            published segmentor stores and never uses (scores are sigmoids of the masks).
     """
+
+    OPTIONAL_STATE_KEYS = OPTIONAL_STATE_KEYS
 
     def __init__(self,
                  backbone: dict,
@@ -77,7 +102,7 @@ class CascadeCLIP(EncoderDecoder):
                  base_class: Optional[Sequence[int]] = None,
                  novel_class: Optional[Sequence[int]] = None,
                  both_class: Optional[Sequence[int]] = None,
-                 tau: float = 0.07,
+                 tau: float = 0.07,  # compatibility, see above
                  multi_prompts: bool = False,
                  self_training: bool = False,
                  ft_backbone: bool = False,
@@ -88,8 +113,7 @@ class CascadeCLIP(EncoderDecoder):
                  auxiliary_head=None,
                  train_cfg=None,
                  test_cfg=None,
-                 init_cfg=None,
-                 **kwargs):
+                 init_cfg=None):
         if both_class is None:
             if class_names is None:
                 raise ValueError('give both_class or class_names')
@@ -102,16 +126,16 @@ class CascadeCLIP(EncoderDecoder):
             raise ValueError(f'{len(class_names)} class names for {len(both_class)} classes '
                              f'(both_class)')
         decode_head = dict(decode_head, self_training=self_training)
-        # the head's class bookkeeping follows the split unless the config spells it out
-        decode_head.setdefault('seen_idx', base_class)
-        decode_head.setdefault('all_idx', both_class)
+        for key, want in (('seen_idx', base_class), ('all_idx', both_class)):
+            given = decode_head.get(key)
+            if given is not None and sorted(int(i) for i in given) != sorted(want):
+                raise ValueError(f'decode_head.{key} {list(given)} must equal '
+                                 f'{"base_class" if key == "seen_idx" else "both_class"} {want}')
         decode_head.setdefault('num_classes', len(base_class))
         if isinstance(decode_head.get('loss_decode'), dict):
+            # sizes the (unused) buffer of the published loss: one entry per seen class + 1
             decode_head['loss_decode'] = dict(decode_head['loss_decode'])
             decode_head['loss_decode'].setdefault('num_classes', len(base_class))
-        if sorted(decode_head['seen_idx']) != sorted(base_class):
-            raise ValueError(f'decode_head.seen_idx {list(decode_head["seen_idx"])} must equal '
-                             f'base_class {base_class}')
         backbone = dict(backbone)
         if pretrained is not None:
             backbone['pretrained'] = pretrained
@@ -128,60 +152,176 @@ class CascadeCLIP(EncoderDecoder):
             text_encoder['pretrained'] = pretrained_text or pretrained
         self.text_encoder = builder.build_backbone(text_encoder)
 
-        self.class_names = list(class_names) if class_names is not None else None
         self.context_length = context_length
-        self.base_class, self.novel_class, self.both_class = base_class, novel_class, both_class
-        self.tau = tau
         self.multi_prompts = multi_prompts
         self.self_training = self_training
-        self.ft_backbone = ft_backbone
-        self.exclude_key = exclude_key
-        self.load_text_embedding = load_text_embedding
-        self.zero_shot = len(base_class) != len(both_class)
         self.amp_dtype = amp_dtype
         self._autocast_dtype()  # validate
-        # the head scores all classes at test time
-        self.num_classes = self.out_channels = len(both_class)
-
+        # gradient accumulation, given by MicroBatchOptimizerHook through set_micro_batching
+        self._micro_batching = None
         self.test_cfg = ConfigDict(self.test_cfg or {})
         self._check_cascade_layout()
         self._freeze(ft_backbone, exclude_key)
-        # Cached tensors are plain attributes moved by ``_apply``, not buffers: MMCV's
-        # save_checkpoint also writes non-persistent buffers, and checkpoints must keep the
-        # published key set.
-        self.label_map = self._build_label_map()
+        # Without class names (a config built outside the tools) the names are placeholders;
+        # embeddings then have to come from a file.
+        self._named = class_names is not None
+        names = class_names if self._named else [f'class {i}' for i in both_class]
+        vocabulary = Vocabulary(names, base_class)
         if load_text_embedding:
-            self.text_embeddings = self._read_text_embedding(load_text_embedding)
-        else:
-            self.text_embeddings = torch.empty(0, self.decode_head.embed_dims)
+            vocabulary = vocabulary.with_embeddings(
+                self._read_text_embedding(load_text_embedding, vocabulary.names), load_text_embedding)
+        # A plain attribute moved by ``_apply``, not a buffer: MMCV's save_checkpoint also
+        # writes non-persistent buffers, and checkpoints must keep the published key set.
+        self.vocabulary = vocabulary
+        self._palette: Optional[np.ndarray] = None
         # new text-encoder weights (init_weights, load_state_dict) invalidate computed embeddings
         self.register_load_state_dict_post_hook(lambda module, keys: module.reset_text_embeddings())
 
+    def _init_decode_head(self, decode_head: dict) -> None:
+        # EncoderDecoder copies num_classes/out_channels from the head; here they derive from
+        # the vocabulary (properties below)
+        self.decode_head = builder.build_head(decode_head)
+        self.align_corners = self.decode_head.align_corners
+
     def _apply(self, fn, *args, **kwargs):
         super()._apply(fn, *args, **kwargs)
-        for name in ('label_map', 'text_embeddings'):
-            if isinstance(getattr(self, name, None), torch.Tensor):
-                setattr(self, name, fn(getattr(self, name)))
+        if getattr(self, 'vocabulary', None) is not None:
+            self.vocabulary = self.vocabulary.to(fn)
         return self
+
+    # ------------------------------------------------------------------ the vocabulary
+    @property
+    def num_classes(self) -> int:
+        """Classes scored at test time: the whole vocabulary."""
+        return len(self.vocabulary)
+
+    @property
+    def out_channels(self) -> int:
+        return len(self.vocabulary)
+
+    @property
+    def class_names(self) -> Tuple[str, ...]:
+        return self.vocabulary.names
+
+    @property
+    def base_class(self) -> List[int]:
+        return list(self.vocabulary.seen)
+
+    @property
+    def novel_class(self) -> List[int]:
+        return list(self.vocabulary.unseen)
+
+    @property
+    def both_class(self) -> List[int]:
+        return list(range(len(self.vocabulary)))
+
+    @property
+    def zero_shot(self) -> bool:
+        return self.vocabulary.zero_shot
+
+    @property
+    def label_map(self) -> torch.Tensor:
+        """(256,) dataset label -> training target (see ``Vocabulary.label_map``)."""
+        return self.vocabulary.label_map(self.self_training)
+
+    @property
+    def CLASSES(self) -> Tuple[str, ...]:  # noqa: N802 (MMSeg's name)
+        return self.vocabulary.names
+
+    @CLASSES.setter
+    def CLASSES(self, names) -> None:  # noqa: N802
+        # MMSeg's tools assign the dataset's (or a checkpoint's) classes; they must be this
+        # model's vocabulary, which only set_vocabulary changes
+        if names is None or same_names(names, self.vocabulary.names):
+            return
+        raise ValueError(f'CLASSES {list(names)[:8]}... ({len(names)}) differ from the model\'s '
+                         f'vocabulary {list(self.vocabulary.names)[:8]}... ({len(self.vocabulary)}); '
+                         f'change the vocabulary with model.set_vocabulary(names, seen)')
+
+    @property
+    def PALETTE(self) -> np.ndarray:  # noqa: N802
+        return self._palette if self._palette is not None else self.vocabulary.palette
+
+    @PALETTE.setter
+    def PALETTE(self, palette) -> None:  # noqa: N802
+        # display colours only (e.g. the dataset's); reset by set_vocabulary
+        if palette is not None and len(palette) != len(self.vocabulary):
+            raise ValueError(f'PALETTE has {len(palette)} colours for {len(self.vocabulary)} classes')
+        self._palette = None if palette is None else np.asarray(palette, dtype=np.uint8)
+
+    def set_vocabulary(self, names: Sequence[str], seen: Optional[Sequence[int]] = None,
+                       embeddings: Optional[torch.Tensor] = None) -> Vocabulary:
+        """Segment ``names`` from now on; the one way to change the classes.
+
+        Args:
+            names: the classes, in label order.
+            seen: indices of the classes treated as seen (trained on: the inductive
+                calibration lowers their scores); default all, i.e. no relative shift.
+            embeddings: (K, D) text embeddings of ``names``; computed with the model's text
+                encoder (and its ``multi_prompts`` templates) when not given.
+
+        Returns:
+            the new, validated vocabulary (with its embeddings).
+        """
+        vocabulary = Vocabulary(names, seen)
+        if embeddings is None:
+            embeddings, source = self._encode_names(vocabulary.names), TEXT_ENCODER
+        else:
+            source = 'set_vocabulary(embeddings=...)'
+        embeddings = check_embeddings(embeddings, vocabulary.names, self.decode_head.embed_dims,
+                                      source)
+        device = next(self.parameters()).device
+        self.vocabulary = vocabulary.with_embeddings(embeddings.to(device), source)
+        self._named = True
+        self._palette = None
+        return self.vocabulary
+
+    def _read_text_embedding(self, path: str, names: Sequence[str]) -> torch.Tensor:
+        if not osp.isfile(path):
+            raise FileNotFoundError(f'text embedding file not found: {path}; '
+                                    + EMBEDDING_HELP.format(path=path))
+        arr = np.load(path, allow_pickle=False)
+        return check_embeddings(torch.from_numpy(np.asarray(arr, dtype=np.float32)), names,
+                                self.decode_head.embed_dims, path)
+
+    def _encode_names(self, names: Sequence[str]) -> torch.Tensor:
+        templates = MULTI_TEMPLATES if self.multi_prompts else (SINGLE_TEMPLATE, )
+        emb = compute_text_embeddings(self.text_encoder, names, templates, self.context_length)
+        print_log(f'computed text embeddings of {len(names)} classes ({len(templates)} '
+                  f'template(s))', logger=get_root_logger())
+        return emb
+
+    def init_weights(self):
+        super().init_weights()
+        self.reset_text_embeddings()
+
+    def reset_text_embeddings(self) -> None:
+        """Forget embeddings computed by the text encoder (not those read from a file)."""
+        if self.vocabulary.source == TEXT_ENCODER:
+            self.vocabulary = Vocabulary(self.vocabulary.names, self.vocabulary.seen)
+
+    def class_embeddings(self) -> torch.Tensor:
+        """(num_classes, D) embeddings of all classes, computed once and cached."""
+        if self.vocabulary.embeddings is None:
+            if not self._named:
+                raise ValueError('CascadeCLIP needs class_names (or load_text_embedding) to '
+                                 'compute the class text embeddings')
+            emb = self._encode_names(self.vocabulary.names)
+            device = next(self.parameters()).device
+            self.vocabulary = self.vocabulary.with_embeddings(emb.to(device), TEXT_ENCODER)
+        return self.vocabulary.embeddings
 
     # ------------------------------------------------------------------ construction helpers
     def _check_cascade_layout(self) -> None:
-        bb = self.backbone
-        out_indices = getattr(bb, 'out_indices', None)
-        if out_indices is None or not hasattr(self.decode_head, 'num_maps_required'):
+        out_indices = getattr(self.backbone, 'out_indices', None)
+        if out_indices is None:
             return
-        if hasattr(bb, 'num_tokens'):  # VPT: one map per out index + the last layer's
-            n_maps = len(out_indices) + 1
-        else:
-            n_maps = len(out_indices) if len(out_indices) > 1 else 1
-        stages = self.decode_head.cascade_stages
-        need = self.decode_head.num_maps_required
-        uses_negative = any(i < 0 for s in stages for i in s)
-        if n_maps < need or (not uses_negative and n_maps != need):
+        need = self.decode_head.num_levels_required
+        if len(out_indices) < need:
             raise ValueError(
-                f'backbone out_indices {list(out_indices)} give {n_maps} maps, but the cascade '
-                f'layout {[list(s) for s in stages]} of the decode head reads {need}: make '
-                f'len(out_indices) + 1 match the layout')
+                f'the cascade layout {[list(s) for s in self.decode_head.cascade_stages]} of the '
+                f'decode head reads level {need - 1}, but the backbone returns {len(out_indices)} '
+                f'levels (out_indices {list(out_indices)}); -1 is the last layer\'s dense map')
 
     def _freeze(self, ft_backbone: bool, exclude_key) -> None:
         for p in self.text_encoder.parameters():
@@ -191,60 +331,6 @@ class CascadeCLIP(EncoderDecoder):
         keys = [exclude_key] if isinstance(exclude_key, str) else list(exclude_key or [])
         for name, p in self.backbone.named_parameters():
             p.requires_grad_(any(k in name for k in keys))
-
-    def _build_label_map(self) -> torch.Tensor:
-        """Lookup table, dataset id (0..255) -> training id (SPEC §6)."""
-        lut = torch.full((256, ), 255, dtype=torch.long)
-        if self.self_training:
-            lut[self.both_class] = torch.tensor(self.both_class)
-            if self.novel_class:
-                lut[self.novel_class] = -1
-        elif self.zero_shot:
-            lut[self.base_class] = torch.arange(len(self.base_class))
-        else:
-            lut[self.both_class] = torch.tensor(self.both_class)
-        return lut
-
-    def _read_text_embedding(self, path: str) -> torch.Tensor:
-        if not osp.isfile(path):
-            raise FileNotFoundError(f'text embedding file not found: {path}; '
-                                    + EMBEDDING_HELP.format(path=path))
-        arr = np.load(path)
-        want = (len(self.both_class), self.decode_head.embed_dims)
-        if arr.ndim != 2 or arr.shape[0] != want[0]:
-            raise ValueError(f'text embeddings in {path} have shape {arr.shape}, expected '
-                             f'({want[0]}, {want[1]}): one row per class of the dataset')
-        if arr.shape[1] != want[1]:
-            raise ValueError(f'text embeddings in {path} have width {arr.shape[1]}, but the head '
-                             f'expects {want[1]} (embed_dims): shape should be {want}')
-        return torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32))
-
-    # ------------------------------------------------------------------ text embeddings
-    def init_weights(self):
-        super().init_weights()
-        self.reset_text_embeddings()
-
-    def reset_text_embeddings(self) -> None:
-        """Forget embeddings computed by the text encoder (not those read from a file)."""
-        if not self.load_text_embedding:
-            self.text_embeddings = self.text_embeddings.new_empty(0, self.text_embeddings.shape[1])
-
-    def set_class_embeddings(self, embeddings: torch.Tensor) -> None:
-        self.text_embeddings = embeddings.detach().float().to(self.text_embeddings.device)
-
-    def class_embeddings(self) -> torch.Tensor:
-        """(num_classes, D) embeddings of all classes, computed once and cached."""
-        if self.text_embeddings.shape[0] == 0:
-            if self.class_names is None:
-                raise ValueError('CascadeCLIP needs class_names (or load_text_embedding) to '
-                                 'compute the class text embeddings')
-            templates = MULTI_TEMPLATES if self.multi_prompts else (SINGLE_TEMPLATE, )
-            emb = compute_text_embeddings(self.text_encoder, self.class_names, templates,
-                                          self.context_length)
-            print_log(f'computed text embeddings of {len(self.class_names)} classes '
-                      f'({len(templates)} template(s))', logger=get_root_logger())
-            self.text_embeddings = emb.to(self.text_embeddings.device)
-        return self.text_embeddings
 
     def train(self, mode: bool = True):
         super().train(mode)
@@ -267,32 +353,116 @@ class CascadeCLIP(EncoderDecoder):
     # ------------------------------------------------------------------ training
     def remap_labels(self, gt: torch.Tensor) -> torch.Tensor:
         """Dataset ids -> training ids (inductive: base index / 255; transductive: unseen -> -1)."""
-        check_label_range(gt, len(self.both_class), ignore_index=255)
-        return self.label_map[gt.long().clamp(0, 255)]
+        check_label_range(gt, len(self.vocabulary), ignore_index=255)
+        return self.label_map.to(gt.device)[gt.long().clamp(0, 255)]
 
-    def forward_train(self, img, img_metas, gt_semantic_seg) -> Dict[str, torch.Tensor]:
+    def _train_text(self) -> Tuple[torch.Tensor, Tuple[int, ...]]:
+        """The head's class embeddings in training and the indices of the seen ones among them.
+
+        Inductive zero-shot: only the seen classes (training ids = their order); transductive
+        or fully supervised: all classes."""
+        vocab = self.vocabulary
         text = self.class_embeddings()
-        if self.zero_shot and not self.self_training:
-            text = text[self.base_class]
+        if vocab.zero_shot and not self.self_training:
+            return text[list(vocab.seen)], tuple(range(len(vocab.seen)))
+        return text, vocab.seen
+
+    def forward_train(self, img, img_metas, gt_semantic_seg,
+                      num_masks: Optional[float] = None) -> Dict[str, torch.Tensor]:
+        """Loss dict; ``num_masks`` overrides the loss normaliser (micro-batches of a step)."""
+        text, seen = self._train_text()
         gt = self.remap_labels(gt_semantic_seg)
         losses = dict()
         with self.autocast(img.device.type):
-            x = self.extract_feat(img)
-            loss_decode = self.decode_head.forward_train([x, text], img_metas, gt, self.train_cfg)
+            inputs = HeadInputs(self.extract_feat(img), text, seen)
+            loss_decode = self.decode_head.forward_train(inputs, img_metas, gt, self.train_cfg,
+                                                         num_masks=num_masks)
         losses.update(add_prefix(loss_decode, 'decode'))
         return losses
 
+    def set_micro_batching(self, micro_batching) -> None:
+        """Split every loaded training batch into ``micro_batching.micro_batches`` parts (an
+        object with ``micro_batches`` and ``backward(loss)``, see ``MicroBatchOptimizerHook``),
+        or None for plain steps."""
+        self._micro_batching = micro_batching
+
+    def train_step(self, data_batch: dict, optimizer, **kwargs) -> dict:
+        """MMSeg's ``train_step``; with micro-batching (``set_micro_batching``, by ``MicroBatchOptimizerHook``
+        for ``GradientCumulativeOptimizerHook``), the loaded batch is split into K
+        micro-batches that run one after the other.
+
+        Every micro-batch's loss is normalised by the number of masks of the whole loaded
+        batch, averaged over the ranks (``reduce_num_masks``): summed over the micro-batches
+        (and averaged over the ranks) the gradient is exactly the loaded batch's. The first
+        K - 1 are back-propagated here with the hook's ``backward`` (so their activations are
+        freed before the next forward); the last one's loss is returned for the hook, which
+        back-propagates it and steps. Logged losses are summed over the micro-batches (the
+        loaded batch's loss), other values (``acc_seg``) averaged weighted by images.
+        """
+        mb = self._micro_batching
+        if mb is None or mb.micro_batches <= 1:
+            return super().train_step(data_batch, optimizer, **kwargs)
+        img, metas, gt = data_batch['img'], data_batch['img_metas'], data_batch['gt_semantic_seg']
+        B = img.shape[0]
+        size = -(-B // mb.micro_batches)
+        parts = [(s, min(s + size, B)) for s in range(0, B, size)]
+        num_masks = reduce_num_masks(self.count_train_masks(img, metas, gt, parts), img.device)
+        log_vars: Dict[str, float] = {}
+        loss = None
+        for i, (s, e) in enumerate(parts):
+            losses = self(img=img[s:e], img_metas=metas[s:e], gt_semantic_seg=gt[s:e],
+                          num_masks=num_masks)
+            loss, part_vars = self._parse_losses(losses)
+            for k, v in part_vars.items():
+                w = 1.0 if 'loss' in k else (e - s) / B
+                log_vars[k] = log_vars.get(k, 0.0) + w * v
+            if i < len(parts) - 1:
+                mb.backward(loss)
+                loss = None
+        return dict(loss=loss, log_vars=log_vars, num_samples=len(metas))
+
+    def count_train_masks(self, img, img_metas, gt_semantic_seg, parts) -> int:
+        """Number of (image, class) masks the loss sees in this batch (before the average over
+        ranks). Transductive runs with unlabelled (-1) pixels: their pseudo-labels come from a
+        forward pass without gradient of each micro-batch (with dropout active, another sample
+        than the training pass's)."""
+        gt = self.remap_labels(gt_semantic_seg)
+        if not (self.self_training and (gt == -1).any()):
+            return count_masks(gt, self.decode_head.ignore_index)
+        total = 0
+        text, seen = self._train_text()
+        with torch.no_grad():
+            for s, e in parts:
+                g = gt[s:e]
+                if (g == -1).any():
+                    with self.autocast(img.device.type):
+                        inputs = HeadInputs(self.extract_feat(img[s:e]), text, seen)
+                        pred = self.decode_head.forward(inputs, upsample=False)
+                    g = self.decode_head.pseudo_label(pred, g, seen)
+                total += count_masks(g, self.decode_head.ignore_index)
+        return total
+
     # ------------------------------------------------------------------ inference
     def encode_decode(self, img, img_metas) -> torch.Tensor:
-        """Calibrated scores (B, num_classes, H, W) at the input's size."""
+        """Calibrated scores (B, num_classes, H, W) at the input's size.
+
+        An input side that is not a multiple of the patch size is zero-padded (bottom/right;
+        zero is the mean colour after normalisation) and the scores cropped back, so very
+        narrow images (a 200x3000 photo resized to 4 rows) work like any other.
+        """
         text = self.class_embeddings()
+        H, W = img.shape[2:]
+        patch = getattr(self.backbone, 'patch_size', 1)
+        pad_h, pad_w = -H % patch, -W % patch
+        if pad_h or pad_w:
+            img = F.pad(img, (0, pad_w, 0, pad_h))
         with self.autocast(img.device.type):
-            x = self.extract_feat(img)
-            out = self.decode_head.forward_test([x, text], img_metas, self.test_cfg)
+            inputs = HeadInputs(self.extract_feat(img), text, self.vocabulary.seen)
+            out = self.decode_head.forward_test(inputs, img_metas, self.test_cfg)
         out = out.float()
         if out.shape[2:] != img.shape[2:]:
             out = resize(out, size=img.shape[2:], mode='bilinear', align_corners=self.align_corners)
-        return out
+        return out[:, :, :H, :W]
 
     def slide_inference(self, img, img_meta, rescale) -> torch.Tensor:
         """Sliding-window scores, crops of one size run as batches (``test_cfg.crop_batch``)."""
@@ -351,10 +521,8 @@ class CascadeCLIP(EncoderDecoder):
                     out_file=None, opacity=0.5):
         """Colour overlay of ``result[0]`` on ``img`` with a legend of the classes present."""
         img = mmcv.imread(img)
-        names = list(self.CLASSES) if getattr(self, 'CLASSES', None) is not None else \
-            list(self.class_names or [str(i) for i in range(self.num_classes)])
-        palette = palette if palette is not None else getattr(self, 'PALETTE', None)
-        out = draw_segmentation(img, np.asarray(result[0]), names, palette, opacity)
+        palette = palette if palette is not None else self.PALETTE
+        out = draw_segmentation(img, np.asarray(result[0]), list(self.CLASSES), palette, opacity)
         if show:
             mmcv.imshow(out, win_name, wait_time)
         if out_file is not None:

@@ -1,4 +1,4 @@
-# Pipelines of the published configs (SPEC §7).
+# Pipelines of the published configs.
 img_norm_cfg = dict(
     mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375], to_rgb=True)
 crop_size = (512, 512)

@@ -1,4 +1,4 @@
-# COCO-Stuff 164k, 171 classes; the zero-shot split of SPEC §8 (defined here only).
+# COCO-Stuff 164k, 171 classes; the zero-shot split of the paper (defined here only).
 _base_ = './pipelines_512.py'
 dataset_type = 'ZeroCOCOStuffDataset'
 data_root = 'datasets/coco_stuff164k'

@@ -1,4 +1,4 @@
-# Pascal Context, 59 classes (background ignored); zero-shot split of SPEC §8.
+# Pascal Context, 59 classes (background ignored); the zero-shot split of the paper (defined here only).
 _base_ = './pipelines_512.py'
 dataset_type = 'ZeroPascalVOCDataset59'
 data_root = 'datasets/VOCdevkit/VOC2010'

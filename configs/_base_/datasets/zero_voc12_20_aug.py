@@ -1,4 +1,4 @@
-# Pascal VOC 2012 + aug, 20 classes without background; zero-shot split of SPEC §8.
+# Pascal VOC 2012 + aug, 20 classes without background; the zero-shot split of the paper (defined here only).
 _base_ = './pipelines_512.py'
 dataset_type = 'ZeroPascalVOCDataset20'
 data_root = 'datasets/VOCdevkit/VOC2012'

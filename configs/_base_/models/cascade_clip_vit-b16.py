@@ -1,4 +1,4 @@
-# Cascade-CLIP with CLIP ViT-B/16 (SPEC §2-6). The class split (base_class, novel_class,
+# Cascade-CLIP with CLIP ViT-B/16. The class split (base_class, novel_class,
 # both_class) comes from the dataset config; the segmentor fills the head's seen_idx, all_idx
 # and num_classes from it.
 custom_imports = dict(imports=['cascade_clip'], allow_failed_imports=False)
@@ -42,9 +42,10 @@ model = dict(
         num_heads=8,
         use_stages=len(out_indices) + 1,
         use_proj=False,
-        # which backbone maps feed which decoder: maps 0-2 and 3-5 with Gaussian weights,
-        # the last layer alone (the published layout)
-        cascade_stages=[[0, 1, 2], [3, 4, 5], [6]],
+        # which encoder levels feed which decoder (indices into out_indices; -1 = the last
+        # layer's dense map): levels 0-2 and 3-5 with Gaussian weights, then the last layer
+        # alone (the published layout)
+        cascade_stages=[[0, 1, 2], [3, 4, 5], [-1]],
         loss_decode=dict(
             type='SegLossPlus', dec_layers=3, mask_weight=100.0, dice_weight=1.0,
             loss_weight=1.0)),

@@ -1,4 +1,4 @@
-# Optimiser and learning-rate schedule of the published configs (SPEC §7).
+# Optimiser and learning-rate schedule of the published configs.
 optimizer = dict(
     type='AdamW',
     lr=2e-5,

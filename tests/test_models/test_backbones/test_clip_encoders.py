@@ -16,6 +16,11 @@ def vpt(**kw):
     return VPTCLIPVisionTransformer(**args)
 
 
+def unpack(out):
+    """(levels + dense, global) of a VisualFeatures, in the order the references return."""
+    return list(out.levels) + [out.dense], out.global_emb
+
+
 def assert_maps_close(got, want):
     assert len(got) == len(want)
     for g, w in zip(got, want):
@@ -37,7 +42,7 @@ def test_vpt_loads_clip_and_matches_reference(tiny_clip, fmt):
     torch.manual_seed(1)
     img = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
-        (maps, g) = m(img)
+        maps, g = unpack(m(img))
         ref_maps, ref_g = R.vpt_forward(img, sd, patch=16, grid=4, layers=12, heads=4,
                                         out_indices=OUT, num_tokens=5, total_d_layer=11)
     assert len(maps) == 7 and maps[0].shape == (2, 32, 4, 4)
@@ -53,7 +58,7 @@ def test_vpt_shallow_and_partial_deep_prompts_match_reference(total_d_layer):
     m = vpt(total_d_layer=total_d_layer).eval()
     img = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
-        maps, g = m(img)
+        maps, g = unpack(m(img))
         ref_maps, ref_g = R.vpt_forward(img, m.state_dict(), patch=16, grid=4, layers=12, heads=4,
                                         out_indices=OUT, num_tokens=5, total_d_layer=total_d_layer)
     assert_maps_close(maps, ref_maps)
@@ -74,7 +79,7 @@ def test_vpt_non_square_input_and_pos_resize_from_checkpoint_grid(tiny_clip):
     m.eval()
     img = torch.randn(1, 3, 64, 96)
     with torch.no_grad():
-        maps, g = m(img)
+        maps, g = unpack(m(img))
         ref_maps, _ = R.vpt_forward(img, m.state_dict(), patch=16, grid=8, layers=12, heads=4,
                                     out_indices=OUT, num_tokens=5, total_d_layer=11)
     assert all(x.shape == (1, 32, 4, 6) for x in maps)
@@ -89,12 +94,14 @@ def test_clip_vit_matches_reference(tiny_clip, out_indices):
     m.eval()
     img = torch.randn(2, 3, 64, 80)
     with torch.no_grad():
-        maps, g = m(img)
+        out = m(img)
         ref_maps, ref_g = R.clip_vit_forward(img, m.state_dict(), patch=16, grid=4, layers=12,
                                              heads=4, out_indices=out_indices)
+    maps, g = unpack(out)
     assert_maps_close(maps, ref_maps)
-    width = 32 if len(out_indices) == 1 else 64
-    assert maps[0].shape == (2, width, 4, 5)
+    # one raw (width 64) map per out index, whatever their number, then the dense embedding
+    assert len(out.levels) == len(out_indices) and out.levels[0].shape == (2, 64, 4, 5)
+    assert out.dense.shape == (2, 32, 4, 5)
     torch.testing.assert_close(g, ref_g, atol=1e-5, rtol=1e-5)
 
 
@@ -137,7 +144,7 @@ def test_missing_clip_file_is_a_clear_error(tmp_path):
 
 
 def test_parameter_names_and_shapes_vit_b16_and_l14_style():
-    # ViT-B/16 names and shapes at 512 px (SPEC §2), built on the meta device: no memory
+    # ViT-B/16 names and shapes at 512 px (published checkpoint layout), built on the meta device: no memory
     with torch.device('meta'):
         b = VPTCLIPVisionTransformer()
         l14 = VPTCLIPVisionTransformer(input_resolution=448, patch_size=14, width=1024, layers=24,

@@ -6,7 +6,8 @@ import torch.nn.functional as F
 from mmseg.models import build_head
 
 import cascade_clip  # noqa: F401
-from cascade_clip.models.decode_heads.cascade_head import gaussian_weights
+from cascade_clip.models.backbones import VisualFeatures
+from cascade_clip.models.decode_heads.cascade_head import HeadInputs, gaussian_weights
 
 
 def head_cfg(**kw):
@@ -26,7 +27,7 @@ def lin(x, sd, name):
 
 
 def reference_head(sd, maps, g, text, stages, heads, layers, img_size):
-    """SPEC §4 with explicit per-head softmax attention (eval mode)."""
+    """The published head with explicit per-head softmax attention (eval mode)."""
     B, C = g.shape
     K = text.shape[0]
     q_in = torch.cat([g[:, None] * text[None], text[None].expand(B, -1, -1)], -1)
@@ -69,6 +70,11 @@ def inputs(B=2, C=32, h=4, w=4, K=4, n_maps=7, seed=0):
     return maps, g, text
 
 
+def head_inputs(maps, g, text, seen=(0, 1, 3)):
+    """HeadInputs from a tuple of maps whose last one is the last layer's (dense) map."""
+    return HeadInputs(VisualFeatures(tuple(maps[:-1]), maps[-1], g), text, seen)
+
+
 def test_gaussian_weights():
     torch.testing.assert_close(gaussian_weights(3), torch.tensor([math.exp(-2), math.exp(-0.5), 1.0]))
 
@@ -81,7 +87,7 @@ def test_head_forward_matches_reference_and_names():
     head.eval()
     maps, g, text = inputs()
     with torch.no_grad():
-        out = head([[maps, g], text])
+        out = head(head_inputs(maps, g, text))
         ref = reference_head(head.state_dict(), maps, g, text, ((0, 1, 2), (3, 4, 5), (6, )), 4, 3, 16)
     assert out.shape == (2, 4, 16, 16)
     torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
@@ -112,10 +118,10 @@ def test_calibration_inductive_and_transductive():
     head.eval()
     maps, g, text = inputs()
     with torch.no_grad():
-        logits = head([[maps, g], text])
-        scores = head.forward_test([[maps, g], text], None, None)
+        logits = head(head_inputs(maps, g, text))
+        scores = head.forward_test(head_inputs(maps, g, text), None, None)
         head.self_training = True
-        scores_st = head.forward_test([[maps, g], text], None, None)
+        scores_st = head.forward_test(head_inputs(maps, g, text), None, None)
     expected = logits.sigmoid()
     torch.testing.assert_close(scores_st, expected)
     expected[:, [0, 1, 3]] -= 0.1
@@ -129,21 +135,21 @@ def test_one_stage_zegclip_style_and_custom_layout():
     assert len(head.cascade_decoders) == 1 and not hasattr(head, 'weights_s1')
     maps, g, text = inputs(n_maps=1)
     with torch.no_grad():
-        out = head([[maps, g], text])
+        out = head(head_inputs(maps, g, text))
         ref = reference_head(head.state_dict(), maps, g, text, ((0, ), ), 4, 3, 16)
     torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
-    # two stages of two maps each, sigma 2
+    # two stages of two levels each, sigma 2 (the dense map, last, is not read)
     head = build_head(head_cfg(cascade_stages=[[0, 1], [2, 3]], aggregation_sigma=2.0, num_layers=2))
     head.init_weights()
     head.eval()
     torch.testing.assert_close(head.weights_s2.data, torch.tensor([math.exp(-0.125), 1.0]))
-    maps, g, text = inputs(n_maps=4, h=3, w=5)
+    maps, g, text = inputs(n_maps=5, h=3, w=5)
     with torch.no_grad():
-        out = head([[maps, g], text])
+        out = head(head_inputs(maps, g, text))
         ref = reference_head(head.state_dict(), maps, g, text, ((0, 1), (2, 3)), 4, 2, 16)
     torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
-    with pytest.raises(ValueError, match='needs 7 backbone maps, got 4'):
-        build_head(head_cfg())([[maps, g], text])
+    with pytest.raises(ValueError, match=r'level 4 was asked for, but the image encoder returns 4 levels'):
+        build_head(head_cfg())(head_inputs(maps, g, text))
 
 
 def test_unused_parameters_are_frozen_and_the_rest_get_gradients():
@@ -152,7 +158,7 @@ def test_unused_parameters_are_frozen_and_the_rest_get_gradients():
     head.train()
     maps, g, text = inputs()
     label = torch.randint(0, 3, (2, 1, 16, 16))
-    losses = head.forward_train([[maps, g], text[:3]], None, label, None)
+    losses = head.forward_train(head_inputs(maps, g, text[:3], seen=(0, 1, 2)), None, label, None)
     assert set(losses) == {'loss_mask', 'loss_dice', 'acc_seg'}
     (losses['loss_mask'] + losses['loss_dice']).backward()
     frozen = {n for n, p in head.named_parameters() if not p.requires_grad}
@@ -171,8 +177,7 @@ def test_unused_parameters_are_frozen_and_the_rest_get_gradients():
 
 
 def test_pseudo_labels_take_the_best_unseen_class():
-    head = build_head(head_cfg())  # seen 0, 1, 3 -> unseen 2 only; make a 2-unseen variant
-    head.seen_idx = [0, 3]
+    head = build_head(head_cfg())
     pred = torch.full((1, 4, 2, 2), -5.0)
     pred[0, 0] = 10.0  # a seen class wins everywhere, but seen classes are excluded
     pred[0, 1, 0, 0] = 3.0
@@ -180,6 +185,6 @@ def test_pseudo_labels_take_the_best_unseen_class():
     pred[0, 2, 1, 0] = 1.0
     pred[0, 1, 1, 0] = 0.5
     gt = torch.tensor([[[[-1, -1], [-1, 3]]]])
-    out = head.pseudo_label(pred, gt)
+    out = head.pseudo_label(pred, gt, seen=[0, 3])  # unseen: 1, 2
     assert out.tolist() == [[[[1, 2], [2, 3]]]]
     assert gt.tolist() == [[[[-1, -1], [-1, 3]]]]  # input untouched

@@ -36,7 +36,7 @@ def test_onehot_and_presence_ignore_pixels_are_zero():
 
 
 def reference_loss(pred, label, alpha=0.25, gamma=2.0):
-    """Loop over images and present labels, as SPEC §5 describes."""
+    """Loop over images and present labels, as the published loss does."""
     B, K = pred.shape[:2]
     num_masks = 0
     focal = 0.0

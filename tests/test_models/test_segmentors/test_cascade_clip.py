@@ -7,6 +7,7 @@ from mmcv.runner import load_checkpoint, save_checkpoint
 from mmcv.utils import ConfigDict
 
 from cascade_clip.clip import MULTI_TEMPLATES, tokenize
+from cascade_clip.utils import safe_load
 from tests.tiny import BASE, NAMES, NOVEL, build, tiny_model_cfg
 
 
@@ -33,7 +34,8 @@ def test_train_forward_shapes_and_losses(model):
     with torch.no_grad():
         x = model.extract_feat(img)
         scores = model.encode_decode(img, [meta(), meta()])
-    assert len(x[0]) == 7 and x[0][0].shape == (2, 32, 4, 4) and x[1].shape == (2, 32)
+    assert len(x.levels) == 6 and x.levels[0].shape == (2, 32, 4, 4)
+    assert x.dense.shape == (2, 32, 4, 4) and x.global_emb.shape == (2, 32)
     assert scores.shape == (2, 6, 64, 64) and torch.isfinite(scores).all()
 
 
@@ -98,9 +100,9 @@ def test_transductive_remap_and_pseudo_labels():
     seen = {}
     orig = model.decode_head.losses
 
-    def spy(pred, label):
+    def spy(pred, label, *args):
         seen['pred'], seen['label'] = pred, label
-        return orig(pred, label)
+        return orig(pred, label, *args)
 
     model.decode_head.losses = spy
     img = torch.randn(1, 3, 64, 64)
@@ -109,7 +111,10 @@ def test_transductive_remap_and_pseudo_labels():
     pred, label = seen['pred'], seen['label']
     assert pred.shape[1] == 6
     unseen_px = (gt == 2) | (gt == 5)
-    best = torch.tensor(NOVEL)[pred.detach()[:, NOVEL].argmax(1, keepdim=True)]
+    # the loss gets the decoders' (4x4) logits; pseudo-labels come from them upsampled
+    up = torch.nn.functional.interpolate(pred.detach(), size=(64, 64), mode='bilinear',
+                                         align_corners=False)
+    best = torch.tensor(NOVEL)[up[:, NOVEL].argmax(1, keepdim=True)]
     assert torch.equal(label[unseen_px], best[unseen_px])
     assert torch.equal(label[~unseen_px], gt[~unseen_px])
 
@@ -162,7 +167,7 @@ def test_text_embeddings_computed_once_and_multi_template(model):
     h.remove()
     with torch.no_grad():
         f = m.text_encoder(tokenize([f'a photo of a {n}' for n in NAMES]))
-    torch.testing.assert_close(m.text_embeddings, f / f.norm(dim=-1, keepdim=True))
+    torch.testing.assert_close(m.vocabulary.embeddings, f / f.norm(dim=-1, keepdim=True))
     mm = build(tiny_model_cfg(multi_prompts=True))
     with torch.no_grad():
         emb = mm.class_embeddings()
@@ -186,7 +191,7 @@ def test_text_embeddings_from_file_and_errors(tmp_path):
     with pytest.raises(ValueError, match=r'rows.npy have shape \(5, 32\), expected \(6, 32\)'):
         build(tiny_model_cfg(load_text_embedding=str(tmp_path / 'rows.npy')))
     np.save(tmp_path / 'width.npy', np.zeros((6, 16), np.float32))
-    with pytest.raises(ValueError, match='width.npy have width 16, but the head expects 32'):
+    with pytest.raises(ValueError, match='width.npy have width 16, but the model expects 32'):
         build(tiny_model_cfg(load_text_embedding=str(tmp_path / 'width.npy')))
     with pytest.raises(FileNotFoundError, match='missing.npy.*build_text_embeddings.py'):
         build(tiny_model_cfg(load_text_embedding=str(tmp_path / 'missing.npy')))
@@ -208,7 +213,12 @@ def test_class_split_errors(base, novel, msg):
 def test_out_indices_must_match_cascade_layout():
     cfg = tiny_model_cfg()
     cfg['backbone']['out_indices'] = [6, 7, 8, 9, 10]
-    with pytest.raises(ValueError, match='give 6 maps, but the cascade layout .* reads 7'):
+    with pytest.raises(ValueError, match=r'reads level 5, but the backbone returns 5 levels '
+                       r'\(out_indices \[6, 7, 8, 9, 10\]\)'):
+        build(cfg)
+    cfg['decode_head']['cascade_stages'] = [[0, 1, 2], [3, 4, 5], [6]]  # the old "6 = last layer"
+    cfg['backbone']['out_indices'] = [5, 6, 7, 8, 9, 10]
+    with pytest.raises(ValueError, match='reads level 6, .* -1 is the last layer'):
         build(cfg)
     cfg['decode_head']['cascade_stages'] = [[-1]]  # one-stage ZegCLIP-style head: any count
     cfg['backbone']['out_indices'] = []
@@ -216,7 +226,7 @@ def test_out_indices_must_match_cascade_layout():
 
 
 def published_keys(layers=12, n_levels=6, decoders=3, dec_layers=3, text_layers=2):
-    """The state-dict key set of a published checkpoint, enumerated from SPEC §2-4."""
+    """The state-dict key set of a published checkpoint, enumerated from the published modules."""
     keys = ['backbone.' + k for k in ['conv1.weight', 'class_embedding', 'positional_embedding',
                                        'ln_pre.weight', 'ln_pre.bias', 'ln_post.weight', 'ln_post.bias',
                                        'proj', 'proj_layers', 'prompt_embeddings',
@@ -247,7 +257,7 @@ def test_published_key_set_and_checkpoint_round_trip(tmp_path, model):
     model.eval()
     ckpt = str(tmp_path / 'iter_1.pth')
     save_checkpoint(model, ckpt, meta=dict(CLASSES=NAMES, PALETTE=None))
-    raw = torch.load(ckpt, map_location='cpu', weights_only=False)
+    raw = safe_load(ckpt)
     assert set(raw) >= {'state_dict', 'meta'}
     torch.manual_seed(123)
     fresh = build(tiny_model_cfg())

@@ -1,0 +1,139 @@
+"""``Vocabulary``: the classes a Cascade-CLIP model segments, validated once.
+
+One object holds the class names, which of them are seen in training, and their text
+embeddings. The segmentor owns it (``CascadeCLIP.vocabulary``) and changes it only through
+``CascadeCLIP.set_vocabulary``; everything that depends on the classes (the label map of
+training, the seen-class calibration, pseudo-labelling, ``num_classes``, ``CLASSES`` /
+``PALETTE``) is derived from it.
+"""
+import re
+from typing import Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+
+from ..utils.visualize import default_palette
+from ..utils.vocabulary_names import normalise_name
+
+
+def check_class_names(names: Sequence[str], source: Optional[str] = None) -> Tuple[str, ...]:
+    """Stripped names; ValueError for an empty list, an empty name, or two names that are equal
+    up to case and white space (both are named; ``source``, e.g. a file, too)."""
+    where = f' in {source}' if source else ''
+    out = tuple(re.sub(r'\s+', ' ', str(n)).strip() for n in names)
+    if not out:
+        raise ValueError(f'the class list{where} is empty')
+    empty = [i for i, n in enumerate(out) if not n]
+    if empty:
+        raise ValueError(f'class names{where} at positions {empty} are empty')
+    seen = {}
+    for i, n in enumerate(out):
+        key = normalise_name(n)
+        if key in seen:
+            j = seen[key]
+            raise ValueError(f'class names{where} {names[j]!r} (position {j}) and {names[i]!r} '
+                             f'(position {i}) are the same class up to case and white space')
+        seen[key] = i
+    return out
+
+
+def check_embeddings(emb: torch.Tensor, names: Sequence[str], dim: Optional[int] = None,
+                     source: Optional[str] = None) -> torch.Tensor:
+    """(K, D) float32 copy of ``emb``; ValueError naming the row and class for a non-finite or
+    zero-norm row, or for a shape that does not fit the names / width ``dim``."""
+    where = f' in {source}' if source else ''
+    # validated where it is (no device move: a torch.device context must not redirect it)
+    emb = emb.detach().float() if isinstance(emb, torch.Tensor) else \
+        torch.from_numpy(np.asarray(emb, dtype=np.float32))
+    want = f'({len(names)}, {dim if dim is not None else "D"})'
+    if emb.ndim != 2 or emb.shape[0] != len(names):
+        raise ValueError(f'text embeddings{where} have shape {tuple(emb.shape)}, expected {want}: '
+                         f'one row per class ({len(names)} classes)')
+    if dim is not None and emb.shape[1] != dim:
+        raise ValueError(f'text embeddings{where} have width {emb.shape[1]}, but the model expects '
+                         f'{dim}: shape should be {want}')
+    bad = (~torch.isfinite(emb)).any(dim=1)
+    if bad.any():
+        i = int(bad.nonzero()[0])
+        raise ValueError(f'text embedding row {i} (class {names[i]!r}){where} is not finite '
+                         f'(NaN or inf), like {int(bad.sum())} row(s) in all')
+    zero = emb.norm(dim=1) == 0
+    if zero.any():
+        i = int(zero.nonzero()[0])
+        raise ValueError(f'text embedding row {i} (class {names[i]!r}){where} is all zeros '
+                         f'(zero norm), like {int(zero.sum())} row(s) in all')
+    return emb.contiguous()
+
+
+class Vocabulary:
+    """Class names, the seen (training) classes among them, and their text embeddings.
+
+    Args:
+        names: the classes, in label order.
+        seen: indices of the seen classes (the others are unseen); default all.
+        embeddings: (K, D) class text embeddings, or None until computed by the text encoder.
+        source: where the embeddings come from (a file name), for messages.
+
+    Immutable: a new vocabulary is a new object (``CascadeCLIP.set_vocabulary``).
+    """
+
+    def __init__(self, names: Sequence[str], seen: Optional[Sequence[int]] = None,
+                 embeddings: Optional[torch.Tensor] = None, source: Optional[str] = None):
+        self.names = check_class_names(names)
+        k = len(self.names)
+        seen = list(range(k)) if seen is None else [int(i) for i in seen]
+        outside = sorted({i for i in seen if not 0 <= i < k})
+        if outside:
+            raise ValueError(f'seen class ids {outside} are outside the {k} classes [0, {k})')
+        if len(set(seen)) != len(seen):
+            raise ValueError(f'seen class ids list some ids twice: {seen}')
+        self.seen = tuple(sorted(seen))
+        self.unseen = tuple(i for i in range(k) if i not in set(self.seen))
+        self.source = source
+        self.embeddings = None if embeddings is None else check_embeddings(embeddings, self.names,
+                                                                           source=source)
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def __repr__(self) -> str:
+        emb = 'none' if self.embeddings is None else f'{tuple(self.embeddings.shape)}'
+        return f'Vocabulary({len(self)} classes, {len(self.seen)} seen, embeddings {emb})'
+
+    @property
+    def zero_shot(self) -> bool:
+        """Whether some classes are unseen."""
+        return bool(self.unseen)
+
+    @property
+    def palette(self) -> np.ndarray:
+        return default_palette(len(self))
+
+    def with_embeddings(self, embeddings: torch.Tensor, source: Optional[str] = None) -> 'Vocabulary':
+        return Vocabulary(self.names, self.seen, embeddings, source)
+
+    def to(self, fn) -> 'Vocabulary':
+        """The same vocabulary with ``fn`` applied to the embeddings (device moves)."""
+        if self.embeddings is None:
+            return self
+        out = Vocabulary.__new__(Vocabulary)
+        out.__dict__.update(self.__dict__)
+        out.embeddings = fn(self.embeddings)
+        return out
+
+    def label_map(self, transductive: bool) -> torch.Tensor:
+        """(256,) lookup table, dataset label -> training target.
+
+        Inductive with unseen classes: seen id -> its index among the seen classes, unseen id
+        -> 255 (ignored). Transductive: seen ids stay, unseen ids -> -1 (pseudo-labelled by the
+        head). Without unseen classes: identity. 255 and ids beyond the classes -> 255.
+        """
+        lut = torch.full((256, ), 255, dtype=torch.long)
+        ids = torch.arange(len(self))
+        if transductive or not self.zero_shot:
+            lut[:len(self)] = ids
+            if transductive and self.unseen:
+                lut[list(self.unseen)] = -1
+        else:
+            lut[list(self.seen)] = torch.arange(len(self.seen))
+        return lut

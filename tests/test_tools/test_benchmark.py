@@ -1,0 +1,31 @@
+"""tools/benchmark.py --memory: one fresh process per setting, one table."""
+import os
+import os.path as osp
+import re
+import subprocess
+import sys
+
+ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+
+
+def test_memory_table_one_row_per_setting():
+    cmd = [sys.executable, 'tools/benchmark.py', 'configs/demo/cascade_clip_tiny_synthetic.py',
+           '--memory', '--shape', '64', '64', '--batch', '1', '--with-cp', 'off', 'on',
+           '--threads', '1']
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300,
+                          env=dict(os.environ, OMP_NUM_THREADS='1'))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = proc.stdout + proc.stderr
+    rows = re.findall(r'^\| none \| +(off|on) \| +1 \| ([\d.]+) \| ([\d.]+) \| ([\d.]+) \|$', out, re.M)
+    assert [r[0] for r in rows] == ['off', 'on']
+    assert all(0.1 < float(r[1]) <= float(r[2]) < 8 for r in rows)
+
+
+def test_check_grads_reports_small_differences():
+    cmd = [sys.executable, 'tools/benchmark.py', 'configs/demo/cascade_clip_tiny_synthetic.py',
+           '--check-grads', '--shape', '64', '64', '--threads', '1']
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300,
+                          env=dict(os.environ, OMP_NUM_THREADS='1'))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rel = re.findall(r'= ([\d.e+-]+) of the largest gradient', proc.stdout + proc.stderr)
+    assert len(rel) == 2 and all(float(r) <= 1e-5 for r in rel)
