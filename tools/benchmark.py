@@ -21,6 +21,7 @@ with those of the default path; and the time of the loss alone, lean vs full-res
     python tools/benchmark.py CONFIG --check-grads [--batch 2] [--threads 2]
 """
 import argparse
+import copy
 import json
 import subprocess
 import os.path as osp
@@ -34,6 +35,7 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 import torch  # noqa: E402
 from mmcv.runner import build_optimizer  # noqa: E402
 from mmcv.utils import Config, get_logger, print_log  # noqa: E402
+from mmseg.models import build_loss  # noqa: E402
 
 import cascade_clip  # noqa: E402,F401
 from cascade_clip.apis.measure import build_model_for_measurement, warn_if_slow_amp  # noqa: E402
@@ -164,60 +166,44 @@ def time_train_step(model, cfg, args, H, W, g, loss_fn):
     return med, best, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
-def full_resolution_loss(loss_module):
-    """The loss as computed before the lean version: logits upsampled to the label's size,
-    then ``focal_and_dice_from_labels`` on the (B, K, H, W) tensor (kept for the backward)."""
-    import torch.nn.functional as F
-
-    from cascade_clip.models.losses import focal_and_dice_from_labels
-
-    def forward(pred, label, ignore_index=255, num_masks=None):
-        up = F.interpolate(pred.float(), size=label.shape[-2:], mode='bilinear', align_corners=False)
-        f, d = focal_and_dice_from_labels(up, label, num_masks, loss_module.focal_alpha,
-                                          loss_module.focal_gamma, ignore_index)
-        w = loss_module.loss_weight
-        return {'loss_mask': f * loss_module.mask_weight * w, 'loss_dice': d * loss_module.dice_weight * w}
-
-    return forward
-
-
 def check_grads(args):
     logger = get_logger('cascade_clip')
     cfg = Config.fromfile(args.config)
     torch.manual_seed(0)  # the same random weights in every run
-    model = build_model_for_measurement(cfg, None, logger)
-    model.class_embeddings()
-    model.train()
     H, W = args.shape
     B = args.batch[0]
     g = torch.Generator().manual_seed(0)
     imgs = torch.randn(B, 3, H, W, generator=g)
+    metas = [dict(ori_shape=(H, W, 3), img_shape=(H, W, 3), pad_shape=(H, W, 3), flip=False)] * B
+
+    def build(with_cp=False, full_resolution=False):
+        c = copy.deepcopy(cfg)
+        c.model.backbone.with_cp = with_cp
+        c.model.decode_head.loss_decode.full_resolution = full_resolution
+        torch.manual_seed(0)  # the same random weights in every model
+        m = build_model_for_measurement(c, None, logger)
+        m.class_embeddings()
+        return m.train()
+
+    model = build()  # the default path: lean loss, with_cp off
     gt = torch.randint(0, model.num_classes, (B, 1, H, W), generator=g)
     gt[:, :, :H // 8] = 255
-    metas = [dict(ori_shape=(H, W, 3), img_shape=(H, W, 3), pad_shape=(H, W, 3), flip=False)] * B
-    params = [p for p in model.parameters() if p.requires_grad]
-    loss_module = model.decode_head.loss_decode
 
-    def grads(with_cp, full_res_loss=False):
-        model.backbone.with_cp = with_cp
-        if full_res_loss:
-            loss_module.forward = full_resolution_loss(loss_module)
+    def grads(m):
+        params = [p for p in m.parameters() if p.requires_grad]
         torch.manual_seed(1)  # the same dropout / drop-path draws in every run
         t0 = time.perf_counter()
-        losses = model.forward_train(imgs, metas, gt)
+        losses = m.forward_train(imgs, metas, gt)
         out = torch.autograd.grad(sum(v for k, v in losses.items() if 'loss' in k), params)
-        seconds = time.perf_counter() - t0
-        if full_res_loss:
-            del loss_module.forward
-        return out, seconds
+        return out, time.perf_counter() - t0
 
-    ref, t_ref = grads(False)
+    ref, t_ref = grads(model)
     largest = max(x.abs().max().item() for x in ref)
     rows = [f'default path (lean loss, with_cp off): forward + backward {t_ref:.1f} s; largest '
             f'|gradient| {largest:.3e}']
     for name, kw in (('with_cp on', dict(with_cp=True)),
-                     ('full-resolution loss', dict(with_cp=False, full_res_loss=True))):
-        other, t = grads(**kw)
+                     ('full-resolution loss', dict(full_resolution=True))):
+        other, t = grads(build(**kw))
         diff = max((a - b).abs().max().item() for a, b in zip(other, ref))
         rows.append(f'{name}: forward + backward {t:.1f} s; largest |gradient difference| '
                     f'{diff:.2e} = {diff / largest:.2e} of the largest gradient')
@@ -226,7 +212,10 @@ def check_grads(args):
     h = w = H // model.backbone.patch_size
     logits = torch.randn(B, K, h, w, generator=g).requires_grad_()
     label = gt.squeeze(1).clamp(max=K - 1).masked_fill(gt.squeeze(1) == 255, 255)
-    for name, fn in (('lean', loss_module.forward), ('full-resolution', full_resolution_loss(loss_module))):
+    loss_cfg = cfg.model.decode_head.loss_decode
+    for name, full in (('lean', False), ('full-resolution', True)):
+        fn = build_loss(dict(loss_cfg, num_classes=K, full_resolution=full))
+
         def run():
             out = fn(logits, label)
             torch.autograd.grad(out['loss_mask'] + out['loss_dice'], logits)
@@ -269,9 +258,9 @@ def memory_child(args, setting):
     logger = get_logger('cascade_clip', log_level='ERROR')
     cfg = Config.fromfile(args.config)
     cfg.model.backbone.with_cp = setting['with_cp']
+    cfg.model.amp_dtype = None if setting['amp'] == 'none' else setting['amp']
     model = build_model_for_measurement(cfg, None, logger)
     model.class_embeddings()
-    model.amp_dtype = None if setting['amp'] == 'none' else setting['amp']
     model.train()
     H, W = args.shape
     B = setting['batch']

@@ -63,10 +63,10 @@ def main(argv=None):
         raise SystemExit(f'--num-images ({args.num_images}) must exceed --warmup ({args.warmup})')
     logger = get_logger('cascade_clip')
     cfg = Config.fromfile(args.config)
-    model = build_model_for_measurement(cfg, args.checkpoint, logger)
     if args.amp:
-        model.amp_dtype = args.amp
+        cfg.model.amp_dtype = args.amp
         warn_if_slow_amp(args.device, args.amp, logger)
+    model = build_model_for_measurement(cfg, args.checkpoint, logger)
     device = torch.device(args.device)
     model = wrap_model(model, args.device, distributed=False)
     model.eval()

@@ -306,6 +306,10 @@ class SegLossPlus(nn.Module):
         class_chunk: classes per chunk of the lean computation (``lean_focal_and_dice``):
             the logits may come at a lower resolution than the label; they are upsampled
             chunk by chunk and no full-resolution tensor is kept for the backward pass.
+        full_resolution: compute as the published code does instead: upsample all logits to
+            the label's size, then ``focal_and_dice_from_labels``, keeping (B, K, H, W)
+            tensors for the backward pass. Same values and gradients, more memory; a
+            reference for the lean path (``tools/benchmark.py --check-grads``).
     """
 
     def __init__(self,
@@ -316,7 +320,8 @@ class SegLossPlus(nn.Module):
                  loss_weight: float = 1.0,
                  focal_alpha: float = 0.25,
                  focal_gamma: float = 2.0,
-                 class_chunk: int = 16):
+                 class_chunk: int = 16,
+                 full_resolution: bool = False):
         super().__init__()
         self.num_classes = num_classes
         self.mask_weight = mask_weight
@@ -325,6 +330,7 @@ class SegLossPlus(nn.Module):
         self.focal_alpha = focal_alpha
         self.focal_gamma = focal_gamma
         self.class_chunk = class_chunk
+        self.full_resolution = full_resolution
         self.criterion = SegPlusCriterion(num_classes)
 
     @property
@@ -340,8 +346,15 @@ class SegLossPlus(nn.Module):
         values but the ignore index) summed over the batch and averaged over the ranks.
         """
         check_label_range(label, pred_masks.shape[1], ignore_index)
-        focal, dice = lean_focal_and_dice(pred_masks, label, num_masks, self.focal_alpha,
-                                          self.focal_gamma, ignore_index, self.class_chunk)
+        if self.full_resolution:
+            up = pred_masks.float()
+            if up.shape[-2:] != label.shape[-2:]:
+                up = F.interpolate(up, size=label.shape[-2:], mode='bilinear', align_corners=False)
+            focal, dice = focal_and_dice_from_labels(up, label, num_masks, self.focal_alpha,
+                                                     self.focal_gamma, ignore_index)
+        else:
+            focal, dice = lean_focal_and_dice(pred_masks, label, num_masks, self.focal_alpha,
+                                              self.focal_gamma, ignore_index, self.class_chunk)
         return {
             'loss_mask': focal * self.mask_weight * self.loss_weight,
             'loss_dice': dice * self.dice_weight * self.loss_weight,

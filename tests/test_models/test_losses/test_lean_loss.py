@@ -86,6 +86,23 @@ def test_seg_loss_plus_low_resolution_equals_upsampled_input():
     torch.testing.assert_close(out_low['loss_mask'], 100 * ref_f, rtol=1e-5, atol=1e-6)
 
 
+def test_full_resolution_switch_equals_reference_and_keeps_full_size_tensors():
+    """SegLossPlus(full_resolution=True), the published computation, against the reference
+    (values and gradients); unlike the lean path it keeps (B, K, H, W) tensors."""
+    logits, label = random_case(4, dtype=torch.float64)
+    n = float(label_to_onehot(label, 7)[1].sum())
+    ref_f, ref_d = reference(logits, label, n)
+    ref_grad, = torch.autograd.grad(100 * ref_f + ref_d, logits)
+    kept = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: kept.append(t.numel()) or t, lambda t: t):
+        out = SegLossPlus(num_classes=7, full_resolution=True)(logits, label)
+    torch.testing.assert_close(out['loss_mask'], 100 * ref_f.float(), rtol=1e-6, atol=1e-8)
+    torch.testing.assert_close(out['loss_dice'], ref_d.float(), rtol=1e-6, atol=1e-8)
+    grad, = torch.autograd.grad(out['loss_mask'] + out['loss_dice'], logits)
+    torch.testing.assert_close(grad, ref_grad, rtol=1e-4, atol=1e-7)
+    assert max(kept) >= 3 * 7 * 11 * 13  # a full-resolution (B, K, H, W) tensor is kept
+
+
 def test_count_masks_by_hand():
     label = torch.tensor([[[0, 2], [255, 2]], [[-1, 255], [1, 1]], [[255, 255], [255, 255]]])
     assert count_masks(label) == 3  # {0, 2} in image 0, {1} in image 1, nothing in image 2
