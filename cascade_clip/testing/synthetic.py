@@ -7,9 +7,10 @@ Everything here is deterministic in ``seed``. Used by the offline demo (tools/de
   each occur in seen classes.
 * Text embeddings: ``normalize(colour_vec + texture_vec)`` with random unit vectors, so a
   class's embedding is composed from its attributes, as CLIP's text space composes words.
-* A tiny CLIP whose image tower is pretrained image-level (one class per image, all
-  classes, cosine to the class text embedding) - the analogue of CLIP having seen every
-  concept in image-caption pairs - saved as an OpenAI-style TorchScript archive.
+* A tiny CLIP whose image tower is pretrained contrastively on image-caption pairs
+  (captions name the classes an image shows, never where; only the global embedding is
+  supervised) - the analogue of CLIP having seen every concept in web captions, with weak
+  dense predictions as real CLIP has - saved as an OpenAI-style TorchScript archive.
 """
 import json
 import os
