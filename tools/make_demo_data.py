@@ -28,9 +28,11 @@ def main(argv=None):
     args = parser.parse_args(argv)
     logger = get_logger('cascade_clip')
     stamp = osp.join(args.root, 'READY.json')
-    if not args.force and osp.isfile(stamp) and json.load(open(stamp)).get('version') == VERSION:
-        print_log(f'demo data already in {args.root}', logger)
-        return
+    if not args.force and osp.isfile(stamp):
+        made = json.load(open(stamp))
+        if made.get('version') == VERSION and made.get('clip_steps') == args.clip_steps:
+            print_log(f'demo data already in {args.root}', logger)
+            return
     torch.set_num_threads(2)
     for sub in ('images', 'annotations'):  # no files left over from another version
         shutil.rmtree(osp.join(args.root, sub), ignore_errors=True)

@@ -16,6 +16,7 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 import mmcv  # noqa: E402
 import torch  # noqa: E402
 from mmcv.cnn.utils import revert_sync_batchnorm  # noqa: E402
+from mmcv.engine import collect_results_cpu, collect_results_gpu  # noqa: E402
 from mmcv.runner import get_dist_info, wrap_fp16_model  # noqa: E402
 from mmcv.utils import Config, DictAction  # noqa: E402
 from mmseg.apis import multi_gpu_test, single_gpu_test  # noqa: E402
@@ -139,8 +140,20 @@ def main(argv=None):
         tmpdir = args.tmpdir or osp.join(args.work_dir or tempfile.gettempdir(), '.dist_test')
         if device == 'cpu':
             args.gpu_collect = False
-        results = multi_gpu_test(model, data_loader, tmpdir, args.gpu_collect, False,
-                                 pre_eval=pre_eval, format_only=format_only, format_args=eval_kwargs)
+        if args.show_dir:
+            # MMSeg's multi_gpu_test draws nothing: each process runs the single-process loop
+            # on its share of the images (drawing them), then the parts are collected as
+            # multi_gpu_test does
+            results = single_gpu_test(model, data_loader, False, args.show_dir, False,
+                                      args.opacity, pre_eval=pre_eval, format_only=format_only,
+                                      format_args=eval_kwargs)
+            collect = collect_results_gpu if args.gpu_collect else collect_results_cpu
+            results = (collect(results, len(dataset)) if args.gpu_collect
+                       else collect(results, len(dataset), tmpdir))
+        else:
+            results = multi_gpu_test(model, data_loader, tmpdir, args.gpu_collect, False,
+                                     pre_eval=pre_eval, format_only=format_only,
+                                     format_args=eval_kwargs)
 
     if rank == 0:
         if args.out:

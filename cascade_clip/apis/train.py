@@ -40,9 +40,13 @@ def wrap_model(model, device: str, distributed: bool, find_unused_parameters: bo
     return MMDataParallel(model.cpu(), device_ids=None)
 
 
-def check_one_batch(dataset, loader, samples_per_gpu: int, distributed: bool) -> None:
+def check_one_batch(dataset, loader, samples_per_gpu: int, distributed: bool,
+                    micro_batches: int = 1) -> None:
     """Raise ValueError when ``loader`` (built with drop_last=True) has no complete batch:
-    MMCV's runner would otherwise fail with a bare StopIteration at the first iteration."""
+    MMCV's runner would otherwise fail with a bare StopIteration at the first iteration.
+
+    ``samples_per_gpu`` is the config's value; with gradient accumulation the loader yields
+    ``micro_batches`` times as many images per step."""
     if len(loader) > 0:
         return
     _, world = get_dist_info()
@@ -50,26 +54,34 @@ def check_one_batch(dataset, loader, samples_per_gpu: int, distributed: bool) ->
     per_step = loader.batch_size * processes
     # images one process iterates (its share of a distributed sampler), and the largest
     # samples_per_gpu that gives it a complete batch
-    largest = len(loader.sampler) * samples_per_gpu // loader.batch_size
+    images = len(loader.sampler) * samples_per_gpu * micro_batches // loader.batch_size
+    largest = images // micro_batches
+    accumulated = f' x {micro_batches} micro-batches' if micro_batches > 1 else ''
     fix = (f'lower data.samples_per_gpu to at most {largest} (e.g. --cfg-options '
-           f'data.samples_per_gpu={largest}), use fewer processes, or add images'
-           if largest else 'add images to the training set')
+           f'data.samples_per_gpu={largest}), ' if largest else '')
+    if micro_batches > 1:
+        fix += 'accumulate fewer micro-batches (cumulative_iters / --total-batch), '
+    fix = (fix + 'use fewer processes, or add images') if fix else 'add images to the training set'
     raise ValueError(
         f'the training set ({type(dataset).__name__}, {len(dataset)} images) is smaller than one '
-        f'batch: data.samples_per_gpu={samples_per_gpu} x {processes} process(es) = {per_step} '
-        f'images per step, and incomplete batches are dropped (drop_last=True), so there is '
-        f'nothing to train on: {fix}')
+        f'batch: data.samples_per_gpu={samples_per_gpu}{accumulated} x {processes} process(es) = '
+        f'{per_step} images per step, and incomplete batches are dropped (drop_last=True), so '
+        f'there is nothing to train on: {fix}')
 
 
 ACCUMULATING_HOOKS = ('GradientCumulativeOptimizerHook', 'GradientCumulativeFp16OptimizerHook')
+# this project's hooks, which can also be configured directly (micro_batches=K)
+OWN_HOOKS = ('MicroBatchOptimizerHook', 'GradAllReduceOptimizerHook', 'GradScalerOptimizerHook')
 
 
 def accumulation_steps(optimizer_config) -> int:
     """K of ``optimizer_config=dict(type='GradientCumulativeOptimizerHook', cumulative_iters=K)``
-    (1 for any other optimizer hook)."""
+    or of this project's hooks with ``micro_batches=K`` (1 for any other optimizer hook)."""
     optimizer_config = optimizer_config or {}
     if optimizer_config.get('type') in ACCUMULATING_HOOKS:
         return int(optimizer_config.get('cumulative_iters', 1))
+    if optimizer_config.get('type') in OWN_HOOKS:
+        return int(optimizer_config.get('micro_batches', 1))
     return 1
 
 
@@ -82,7 +94,8 @@ def optimizer_hook_config(cfg, device: str, distributed: bool) -> dict:
     ``cumulative_iters=K`` become ``MicroBatchOptimizerHook(micro_batches=K)``: the exact
     accumulation of this project (mask count over the accumulated batch, one runner iteration
     per optimizer step; see ``CascadeCLIP.train_step``), with the same loss scaling and
-    all-reduce as without accumulation.
+    all-reduce as without accumulation. This project's hooks given by name stay as they are;
+    on several CPU processes they must average the gradients themselves.
     """
     optimizer_config = copy.deepcopy(cfg.optimizer_config or {})
     hook_type = optimizer_config.pop('type', 'OptimizerHook')
@@ -94,11 +107,18 @@ def optimizer_hook_config(cfg, device: str, distributed: bool) -> dict:
         for key in ('loss_scale', 'distributed'):  # MMCV's fp16 hook's arguments
             optimizer_config.pop(key, None)
         return dict(optimizer_config, type='MicroBatchOptimizerHook', micro_batches=micro_batches,
-                    allreduce=replicated, fp16=fp16, device=device)
+                    allreduce=replicated, fp16=fp16)
+    if hook_type in OWN_HOOKS:
+        if replicated and not (hook_type == 'GradAllReduceOptimizerHook'
+                               or optimizer_config.get('allreduce')):
+            raise ValueError(
+                f'optimizer_config type {hook_type} without allreduce=True on several CPU '
+                f'processes: each process would step on its own gradients (no DistributedDataParallel '
+                f'on the CPU); set optimizer_config.allreduce=True')
+        return dict(optimizer_config, type=hook_type)
     if hook_type == 'OptimizerHook':
         if fp16:
-            return dict(optimizer_config, type='GradScalerOptimizerHook', allreduce=replicated,
-                        device=device)
+            return dict(optimizer_config, type='GradScalerOptimizerHook', allreduce=replicated)
         if replicated:
             return dict(optimizer_config, type='GradAllReduceOptimizerHook')
         return dict(optimizer_config, type='OptimizerHook')
@@ -128,7 +148,8 @@ def train_segmentor(model, dataset, cfg, distributed=False, validate=False, time
                     f'optimizer step; max_iters and the schedule count optimizer steps')
     data_loaders = [build_dataloader(ds, **train_loader_cfg) for ds in dataset]
     for ds, loader in zip(dataset, data_loaders):
-        check_one_batch(ds, loader, train_loader_cfg['samples_per_gpu'], distributed)
+        check_one_batch(ds, loader, train_loader_cfg['samples_per_gpu'] // micro_batches,
+                        distributed, micro_batches)
 
     model = wrap_model(model, device, distributed, cfg.get('find_unused_parameters', False))
     optimizer = build_optimizer(model, cfg.optimizer)

@@ -41,24 +41,30 @@ class MicroBatchOptimizerHook(OptimizerHook):
         micro_batches: K (1: plain step).
         allreduce: average the gradients over the ranks before the step (no DDP).
         fp16: loss scaling with ``torch.amp.GradScaler`` (its state kept in checkpoints' meta).
-        init_scale, device: of the scaler.
+        init_scale: of the scaler.
+        device: of the scaler; None: the device of the model's parameters (at the start of
+            the run).
     """
 
     def __init__(self, grad_clip=None, micro_batches: int = 1, allreduce: bool = False,
-                 fp16: bool = False, init_scale: float = 2.**16, device: str = 'cuda'):
+                 fp16: bool = False, init_scale: float = 2.**16, device: Optional[str] = None):
         super().__init__(grad_clip=grad_clip)
         if int(micro_batches) < 1:
             raise ValueError(f'micro_batches must be >= 1, got {micro_batches}')
         self.micro_batches = int(micro_batches)
         self.allreduce = allreduce
-        self.scaler: Optional[torch.amp.GradScaler] = (
-            torch.amp.GradScaler(device, init_scale=init_scale) if fp16 else None)
+        self.fp16, self.init_scale, self.device = fp16, init_scale, device
+        self.scaler: Optional[torch.amp.GradScaler] = None  # built in before_run
 
     def backward(self, loss: torch.Tensor) -> None:
         (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
 
     def before_run(self, runner):
-        if self.scaler is not None:
+        if self.fp16:
+            # a scaler for another device type than the model's disables itself with a
+            # warning (no loss scaling at all): take the device from the parameters
+            device = self.device or next(runner.model.parameters()).device.type
+            self.scaler = torch.amp.GradScaler(device, init_scale=self.init_scale)
             # kept under meta['hook_msgs'], the part of meta that MMCV's resume restores
             state = ((runner.meta or {}).get('hook_msgs') or {}).get('grad_scaler')
             if state:
@@ -119,7 +125,7 @@ class GradScalerOptimizerHook(MicroBatchOptimizerHook):
     clipping on the unscaled gradients. The scaler's state goes into checkpoints' meta."""
 
     def __init__(self, grad_clip=None, allreduce: bool = False, init_scale: float = 2.**16,
-                 device: str = 'cuda', micro_batches: int = 1):
+                 device: Optional[str] = None, micro_batches: int = 1):
         super().__init__(grad_clip=grad_clip, micro_batches=micro_batches, allreduce=allreduce,
                          fp16=True, init_scale=init_scale, device=device)
 

@@ -24,3 +24,13 @@ def test_one_batch_check_counts_the_processes(monkeypatch):
         train_api.check_one_batch(ds, loader, 4, True)
     with pytest.raises(ValueError, match='add images to the training set'):
         train_api.check_one_batch([], DataLoader([], batch_size=1, drop_last=True), 1, False)
+
+
+def test_one_batch_check_with_accumulation_names_the_micro_batches():
+    ds = list(range(5))
+    # samples_per_gpu=2 accumulated over 3 micro-batches: the loader yields 6 images per step;
+    # the fix is samples_per_gpu <= 5 // 3 = 1 or fewer micro-batches, not samples_per_gpu=5
+    loader = DataLoader(ds, batch_size=6, drop_last=True)
+    with pytest.raises(ValueError, match=r'data.samples_per_gpu=2 x 3 micro-batches x 1 process\(es\) = '
+                       r'6 images per step.*data.samples_per_gpu=1\), accumulate fewer micro-batches'):
+        train_api.check_one_batch(ds, loader, 2, False, micro_batches=3)

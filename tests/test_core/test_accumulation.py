@@ -124,18 +124,62 @@ def test_transductive_micro_batches_count_pseudo_labelled_masks():
     assert rel_diff(got, ref) < 1e-5
 
 
+def test_transductive_count_uses_the_training_pass_random_draws():
+    """With dropout and drop-path active, the counting forward of each micro-batch and its
+    training forward draw the same values: same pseudo-labels, and the loss is normalised by
+    the masks it really sees."""
+    torch.manual_seed(0)
+    cfg = tiny_model_cfg(self_training=True, backbone=dict(drop_path_rate=0.5))
+    cfg['decode_head']['dropout'] = 0.5
+    model = build(cfg).train()
+    batch = make_batch(2, 2)
+    batch['gt_semantic_seg'][:, :, 16:] = 2  # unseen class: unlabelled, pseudo-labelled by the model
+    head = model.decode_head
+    seen_labels = {True: [], False: []}  # grad enabled (training pass) or not (counting pass)
+    normalisers = []
+    train_targets, forward_train = head.train_targets, head.forward_train
+
+    def recording_targets(inputs, gt):
+        pred, labels = train_targets(inputs, gt)
+        seen_labels[torch.is_grad_enabled()].append(labels.clone())
+        return pred, labels
+
+    def recording_forward_train(*args, num_masks=None, **kwargs):
+        normalisers.append(num_masks)
+        return forward_train(*args, num_masks=num_masks, **kwargs)
+
+    head.train_targets, head.forward_train = recording_targets, recording_forward_train
+    accumulated_step(model, batch, 2)
+    counted, trained = seen_labels[False], seen_labels[True]
+    assert len(counted) == len(trained) == 2
+    for c, t in zip(counted, trained):
+        assert torch.equal(c, t)
+    masks = sum(len(set(t[i].unique().tolist()) - {255}) for t in trained for i in range(len(t)))
+    assert normalisers == [masks, masks]
+
+
 def test_optimizer_config_mapping():
     cfg = Config(dict(model=dict(), optimizer_config=dict(type='GradientCumulativeOptimizerHook',
                                                           cumulative_iters=4, grad_clip=None)))
     assert accumulation_steps(cfg.optimizer_config) == 4
     assert optimizer_hook_config(cfg, 'cpu', True) == dict(
-        type='MicroBatchOptimizerHook', micro_batches=4, allreduce=True, fp16=False, device='cpu',
-        grad_clip=None)
+        type='MicroBatchOptimizerHook', micro_batches=4, allreduce=True, fp16=False, grad_clip=None)
     cfg.model.amp_dtype = 'fp16'
     assert optimizer_hook_config(cfg, 'cuda', False)['fp16'] is True
     cfg.optimizer_config = dict()
     assert accumulation_steps(cfg.optimizer_config) == 1
     assert optimizer_hook_config(cfg, 'cpu', True)['type'] == 'GradScalerOptimizerHook'
+    # this project's hooks configured directly: their micro_batches enlarge the loaded batch
+    cfg.optimizer_config = dict(type='GradScalerOptimizerHook', micro_batches=3, allreduce=True)
+    assert accumulation_steps(cfg.optimizer_config) == 3
+    assert optimizer_hook_config(cfg, 'cpu', True) == dict(cfg.optimizer_config)
+    # ... and on several CPU processes they must average the gradients
+    cfg.optimizer_config = dict(type='MicroBatchOptimizerHook', micro_batches=2)
+    assert accumulation_steps(cfg.optimizer_config) == 2
+    with pytest.raises(ValueError, match=r'MicroBatchOptimizerHook without allreduce=True on several '
+                       r'CPU processes.*optimizer_config.allreduce=True'):
+        optimizer_hook_config(cfg, 'cpu', True)
+    assert optimizer_hook_config(cfg, 'cpu', False)['type'] == 'MicroBatchOptimizerHook'
 
 
 def _worker(rank, world, port, out_dir):

@@ -28,6 +28,7 @@ def test_grad_scaler_hook_steps_and_skips_non_finite():
     with torch.autocast('cpu', dtype=torch.float16):
         out = model(torch.randn(3, 4))
     runner = runner_for(model, out.float().pow(2).mean())
+    hook.before_run(runner)
     hook.after_train_iter(runner)
     assert not torch.equal(model.weight, w0)
     assert 'grad_norm' in runner.log_buffer.output
@@ -45,6 +46,17 @@ def test_grad_scaler_hook_steps_and_skips_non_finite():
     hook2 = GradScalerOptimizerHook(device='cpu')
     hook2.before_run(runner)
     assert hook2.scaler.get_scale() == 512.
+
+
+def test_grad_scaler_device_is_taken_from_the_model():
+    """No device given: the scaler is built for the parameters' device at the start of the run
+    (a CUDA scaler on a CPU model would disable itself: no loss scaling at all)."""
+    model = torch.nn.Linear(4, 2)
+    hook = GradScalerOptimizerHook(init_scale=8.)
+    runner = runner_for(model, model(torch.randn(3, 4)).sum())
+    hook.before_run(runner)
+    assert hook.scaler.is_enabled()
+    assert float(hook.scaler.scale(torch.ones(()))) == 8.
 
 
 def test_grad_allreduce_hook_single_process_is_plain_step():

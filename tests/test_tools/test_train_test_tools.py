@@ -80,11 +80,11 @@ def test_dist_test_matches_single_process_test(dist_trained, demo_data, tmp_path
     work, _ = dist_trained
     ckpt = osp.join(work, 'iter_2.pth')
     single, dist_dir = str(tmp_path / 'single'), str(tmp_path / 'dist')
-    show = str(tmp_path / 'show')
+    show, dist_show = str(tmp_path / 'show'), str(tmp_path / 'dist_show')
     run([PY, 'tools/test.py', CONFIG, ckpt, '--eval=mIoU', '--work-dir', single, '--show-dir', show,
          '--cfg-options', *options(demo_data)])
     run(['bash', 'dist_test.sh', CONFIG, ckpt, '2', '--eval', 'mIoU', '--work-dir', dist_dir,
-         '--cfg-options', *options(demo_data)], env_extra={'PORT': '29612'})
+         '--show-dir', dist_show, '--cfg-options', *options(demo_data)], env_extra={'PORT': '29612'})
     a, b = latest_eval(single), latest_eval(dist_dir)
     for k in ('aAcc', 'mIoU', 'mIoU_seen', 'mIoU_unseen', 'hIoU', 'IoU.red flat'):
         assert a[k] == pytest.approx(b[k], abs=1e-9) or (np.isnan(a[k]) and np.isnan(b[k])), k
@@ -93,6 +93,11 @@ def test_dist_test_matches_single_process_test(dist_trained, demo_data, tmp_path
     import mmcv
     im = mmcv.imread(overlays[0])
     assert im.shape[0] >= 64 and im.shape[1] > 64  # overlay plus legend panel
+    # two processes draw every image too (each its share), the same pictures
+    dist_overlays = sorted(glob.glob(osp.join(dist_show, '*.jpg')))
+    assert [osp.basename(f) for f in dist_overlays] == [osp.basename(f) for f in overlays]
+    for x, y in zip(overlays, dist_overlays):
+        assert np.array_equal(mmcv.imread(x), mmcv.imread(y)), y
 
 
 def test_format_only_and_aug_test(dist_trained, demo_data, tmp_path):

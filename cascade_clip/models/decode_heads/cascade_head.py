@@ -215,6 +215,13 @@ class ATMSingleHeadSeg(BaseDecodeHead):
     def forward_train(self, inputs: HeadInputs, img_metas, gt_semantic_seg, train_cfg,
                       num_masks: Optional[float] = None) -> Dict[str, torch.Tensor]:
         """Loss dict; ``num_masks`` overrides the loss normaliser (gradient accumulation)."""
+        pred_masks, gt = self.train_targets(inputs, gt_semantic_seg)
+        return self.losses(pred_masks, gt, num_masks)
+
+    def train_targets(self, inputs: HeadInputs, gt_semantic_seg: torch.Tensor
+                      ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """The logits the loss sees (B, K, h, w) and the labels (B, 1, H, W) it compares them
+        with: pixels marked -1 pseudo-labelled (self-training) or ignored."""
         # the decoders' low-resolution logits go to the loss, which upsamples them class chunk
         # by class chunk; the same values as upsampling here when img_size is the label's size
         pred_masks = self.forward(inputs, upsample=tuple(gt_semantic_seg.shape[-2:]) !=
@@ -224,7 +231,7 @@ class ATMSingleHeadSeg(BaseDecodeHead):
             gt = self.pseudo_label(pred_masks, gt, inputs.seen)
         elif (gt == -1).any():
             gt = torch.where(gt == -1, torch.full_like(gt, self.ignore_index), gt)
-        return self.losses(pred_masks, gt, num_masks)
+        return pred_masks, gt
 
     def losses(self, seg_logit: torch.Tensor, seg_label: torch.Tensor,
                num_masks: Optional[float] = None) -> Dict[str, torch.Tensor]:

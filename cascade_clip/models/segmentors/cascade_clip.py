@@ -406,10 +406,15 @@ class CascadeCLIP(EncoderDecoder):
         B = img.shape[0]
         size = -(-B // mb.micro_batches)
         parts = [(s, min(s + size, B)) for s in range(0, B, size)]
-        num_masks = reduce_num_masks(self.count_train_masks(img, metas, gt, parts), img.device)
+        count, rng_states = self.count_train_masks(img, metas, gt, parts)
+        num_masks = reduce_num_masks(count, img.device)
         log_vars: Dict[str, float] = {}
         loss = None
         for i, (s, e) in enumerate(parts):
+            if rng_states is not None:
+                # the random draws (dropout, drop-path) of the counting pass of this part, so
+                # that its pseudo-labels, hence the mask count, are the training pass's
+                _set_rng_state(rng_states[i])
             losses = self(img=img[s:e], img_metas=metas[s:e], gt_semantic_seg=gt[s:e],
                           num_masks=num_masks)
             loss, part_vars = self._parse_losses(losses)
@@ -421,26 +426,29 @@ class CascadeCLIP(EncoderDecoder):
                 loss = None
         return dict(loss=loss, log_vars=log_vars, num_samples=len(metas))
 
-    def count_train_masks(self, img, img_metas, gt_semantic_seg, parts) -> int:
+    def count_train_masks(self, img, img_metas, gt_semantic_seg, parts) -> Tuple[int, Optional[list]]:
         """Number of (image, class) masks the loss sees in this batch (before the average over
-        ranks). Transductive runs with unlabelled (-1) pixels: their pseudo-labels come from a
-        forward pass without gradient of each micro-batch (with dropout active, another sample
-        than the training pass's)."""
+        ranks), and the random states to restore before each part's training forward (None
+        when no counting forward ran).
+
+        Transductive runs with unlabelled (-1) pixels need the pseudo-labels first: each part
+        runs a forward without gradient, starting from a random state that is recorded, and
+        its training forward later starts from the same state, so dropout and drop-path draw
+        the same values and the pseudo-labels (hence the count) are those the loss sees.
+        """
         gt = self.remap_labels(gt_semantic_seg)
         if not (self.self_training and (gt == -1).any()):
-            return count_masks(gt, self.decode_head.ignore_index)
-        total = 0
+            return count_masks(gt, self.decode_head.ignore_index), None
+        total, states = 0, []
         text, seen = self._train_text()
         with torch.no_grad():
             for s, e in parts:
-                g = gt[s:e]
-                if (g == -1).any():
-                    with self.autocast(img.device.type):
-                        inputs = HeadInputs(self.extract_feat(img[s:e]), text, seen)
-                        pred = self.decode_head.forward(inputs, upsample=False)
-                    g = self.decode_head.pseudo_label(pred, g, seen)
+                states.append(_rng_state(img.device))
+                with self.autocast(img.device.type):
+                    inputs = HeadInputs(self.extract_feat(img[s:e]), text, seen)
+                    _, g = self.decode_head.train_targets(inputs, gt[s:e])
                 total += count_masks(g, self.decode_head.ignore_index)
-        return total
+        return total, states
 
     # ------------------------------------------------------------------ inference
     def encode_decode(self, img, img_metas) -> torch.Tensor:
@@ -529,3 +537,16 @@ class CascadeCLIP(EncoderDecoder):
             mmcv.imwrite(out, out_file)
         if not (show or out_file):
             return out
+
+
+def _rng_state(device: torch.device) -> tuple:
+    """The global random state that the modules on ``device`` draw from."""
+    cuda = torch.cuda.get_rng_state(device) if device.type == 'cuda' else None
+    return torch.get_rng_state(), cuda, device
+
+
+def _set_rng_state(state: tuple) -> None:
+    cpu, cuda, device = state
+    torch.set_rng_state(cpu)
+    if cuda is not None:
+        torch.cuda.set_rng_state(cuda, device)
