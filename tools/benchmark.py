@@ -94,7 +94,7 @@ def main(argv=None):
     img1 = torch.randn(1, 3, H, W, generator=g)
     rows = []
     for amp in args.amp:
-        model.amp_dtype = None if amp == 'none' else amp
+        model.set_precision(None if amp == 'none' else amp)
         warn_if_slow_amp('cpu', model.amp_dtype, logger)
         model.eval()
         with torch.no_grad():
@@ -124,7 +124,7 @@ def reference_rows(model, cfg, img1, args, g, logger):
     import numpy as np
 
     from cascade_clip.testing import published_path as P
-    model.amp_dtype = None
+    model.set_precision(None)
     rows = []
     with tempfile.TemporaryDirectory() as d:
         path = f'{d}/emb.npy'

@@ -155,8 +155,7 @@ class CascadeCLIP(EncoderDecoder):
         self.context_length = context_length
         self.multi_prompts = multi_prompts
         self.self_training = self_training
-        self.amp_dtype = amp_dtype
-        self._autocast_dtype()  # validate
+        self.set_precision(amp_dtype)
         # gradient accumulation, given by MicroBatchOptimizerHook through set_micro_batching
         self._micro_batching = None
         self.test_cfg = ConfigDict(self.test_cfg or {})
@@ -337,12 +336,18 @@ class CascadeCLIP(EncoderDecoder):
         self.text_encoder.eval()  # frozen, always in inference mode
         return self
 
+    _AMP_DTYPES = {None: None, 'fp32': None, 'bf16': torch.bfloat16, 'bfloat16': torch.bfloat16,
+                   'fp16': torch.float16, 'float16': torch.float16}
+
+    def set_precision(self, amp_dtype: Optional[str]) -> None:
+        """Autocast precision of the forward passes: None / 'fp32', 'bf16' or 'fp16' (the
+        ``amp_dtype`` config key; measuring tools switch it here)."""
+        if amp_dtype not in self._AMP_DTYPES:
+            raise ValueError(f'amp_dtype must be one of None, "fp32", "bf16", "fp16"; got {amp_dtype!r}')
+        self.amp_dtype = amp_dtype
+
     def _autocast_dtype(self) -> Optional[torch.dtype]:
-        table = {None: None, 'fp32': None, 'bf16': torch.bfloat16, 'bfloat16': torch.bfloat16,
-                 'fp16': torch.float16, 'float16': torch.float16}
-        if self.amp_dtype not in table:
-            raise ValueError(f'amp_dtype must be one of None, "bf16", "fp16"; got {self.amp_dtype!r}')
-        return table[self.amp_dtype]
+        return self._AMP_DTYPES[self.amp_dtype]
 
     def autocast(self, device_type: str):
         """Autocast context for ``amp_dtype`` on ``device_type`` (a no-op for fp32)."""

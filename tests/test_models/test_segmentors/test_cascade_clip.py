@@ -298,9 +298,11 @@ def test_bf16_autocast_close_to_fp32_and_trains():
     img = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
         ref = model.encode_decode(img, [meta()])
-        model.amp_dtype = 'bf16'
+        model.set_precision('bf16')
         out = model.encode_decode(img, [meta()])
     assert out.dtype == torch.float32
+    with pytest.raises(ValueError, match=r"amp_dtype must be one of None, \"fp32\", \"bf16\", \"fp16\"; got 'bf61'"):
+        model.set_precision('bf61')
     assert (out - ref).abs().max() < 0.05  # sigmoid scores
     model.train()
     losses = model.forward_train(torch.randn(2, 3, 64, 64), [meta(), meta()],
