@@ -48,13 +48,15 @@ def aggregate(rows: Sequence[Dict[str, float]], keys: Sequence[str] = KEYS) -> D
 
 def format_table(rows: Sequence[Dict[str, float]], summary: Dict[str, Dict[str, float]],
                  keys: Sequence[str] = KEYS) -> str:
-    """Per-seed rows (``seed`` + metrics as fractions) and a mean ± std row, in %."""
+    """Per-seed rows (``seed`` + metrics as fractions) and, for several seeds, a mean ± std
+    row, in %."""
     keys = [k for k in keys if k in summary]
     table = PrettyTable(['seed'] + list(keys))
     for r in rows:
         table.add_row([r['seed']] + [f'{100 * r[k]:.2f}' for k in keys])
-    table.add_row(['mean ± std'] + [f'{100 * summary[k]["mean"]:.2f} ± {100 * summary[k]["std"]:.2f}'
-                                    for k in keys])
+    if len(rows) > 1:  # one seed has no spread to report
+        table.add_row(['mean ± std'] + [f'{100 * summary[k]["mean"]:.2f} ± {100 * summary[k]["std"]:.2f}'
+                                        for k in keys])
     return table.get_string()
 
 

@@ -28,6 +28,8 @@ def test_aggregate_mean_and_sample_std_by_hand():
     assert one['mIoU'] == dict(mean=0.25, std=0.0, n=1)
     table = seeds.format_table(rows, s)
     assert '50.00 ± 10.00' in table and '30.00 ± 5.00' in table and '60.00' in table
+    single = seeds.format_table([dict(seed=0, mIoU=0.25)], one, keys=('mIoU',))
+    assert '25.00' in single and '±' not in single  # no spread from one seed
 
 
 def fake_runner(calls, metrics_by_seed):
