@@ -147,14 +147,21 @@ def reference_rows(model, cfg, img1, args, g, logger):
     return rows
 
 
+def random_training_batch(B: int, H: int, W: int, num_classes: int, g: torch.Generator):
+    """Random images (B, 3, H, W), labels (B, 1, H, W) in [0, num_classes) with the top eighth
+    ignored (255), and their img_metas."""
+    imgs = torch.randn(B, 3, H, W, generator=g)
+    gt = torch.randint(0, num_classes, (B, 1, H, W), generator=g)
+    gt[:, :, :H // 8] = 255
+    metas = [dict(ori_shape=(H, W, 3), img_shape=(H, W, 3), pad_shape=(H, W, 3), flip=False)] * B
+    return imgs, gt, metas
+
+
 def time_train_step(model, cfg, args, H, W, g, loss_fn):
     """Median/best seconds of ``args.train_runs`` AdamW steps of ``loss_fn`` on a random batch,
     and the peak RSS (GiB) so far."""
     opt = build_optimizer(model, cfg.optimizer)
-    imgs = torch.randn(args.batch, 3, H, W, generator=g)
-    gt = torch.randint(0, model.num_classes, (args.batch, 1, H, W), generator=g)
-    gt[:, :, :H // 8] = 255
-    metas = [dict(ori_shape=(H, W, 3), img_shape=(H, W, 3), pad_shape=(H, W, 3), flip=False)] * args.batch
+    imgs, gt, metas = random_training_batch(args.batch, H, W, model.num_classes, g)
 
     def step():
         loss = loss_fn(imgs, gt, metas)
@@ -173,8 +180,6 @@ def check_grads(args):
     H, W = args.shape
     B = args.batch[0]
     g = torch.Generator().manual_seed(0)
-    imgs = torch.randn(B, 3, H, W, generator=g)
-    metas = [dict(ori_shape=(H, W, 3), img_shape=(H, W, 3), pad_shape=(H, W, 3), flip=False)] * B
 
     def build(with_cp=False, full_resolution=False):
         c = copy.deepcopy(cfg)
@@ -186,8 +191,7 @@ def check_grads(args):
         return m.train()
 
     model = build()  # the default path: lean loss, with_cp off
-    gt = torch.randint(0, model.num_classes, (B, 1, H, W), generator=g)
-    gt[:, :, :H // 8] = 255
+    imgs, gt, metas = random_training_batch(B, H, W, model.num_classes, g)
 
     def grads(m):
         params = [p for p in m.parameters() if p.requires_grad]
@@ -265,10 +269,7 @@ def memory_child(args, setting):
     H, W = args.shape
     B = setting['batch']
     g = torch.Generator().manual_seed(0)
-    imgs = torch.randn(B, 3, H, W, generator=g)
-    gt = torch.randint(0, model.num_classes, (B, 1, H, W), generator=g)
-    gt[:, :, :H // 8] = 255
-    metas = [dict(ori_shape=(H, W, 3), img_shape=(H, W, 3), pad_shape=(H, W, 3), flip=False)] * B
+    imgs, gt, metas = random_training_batch(B, H, W, model.num_classes, g)
     opt = build_optimizer(model, cfg.optimizer)
     t0 = time.perf_counter()
     losses = model.forward_train(imgs, metas, gt)

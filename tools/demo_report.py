@@ -25,7 +25,7 @@ from mmseg.datasets import build_dataset  # noqa: E402
 from prettytable import PrettyTable  # noqa: E402
 
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-from seeds import aggregate  # noqa: E402
+from seeds import aggregate, format_table  # noqa: E402
 
 import cascade_clip  # noqa: E402,F401
 from cascade_clip.models.backbones import CLIPVisionTransformer  # noqa: E402
@@ -92,15 +92,13 @@ def main():
         table.add_row([name] + [cell(stats, k) for k in KEYS])
     text = table.get_string()
     if len(runs) > 1:
-        per_seed = PrettyTable(['Cascade-CLIP, seed'] + list(KEYS))
-        for run in runs:
-            per_seed.add_row([run['seed']] + [f'{100 * run[k]:.1f}' for k in KEYS])
-        text += f'\nmean ± std over {len(runs)} seeds (sample std); per seed:\n' + per_seed.get_string()
+        text += (f'\nmean ± std over {len(runs)} seeds (sample std); Cascade-CLIP per seed:\n'
+                 + format_table(runs, rows[-1][1], KEYS))
     unseen = [ds.CLASSES[i] for i in ds.unseen_classes]
     print_log(f'validation set: {len(ds)} images, {n} classes, unseen: {", ".join(unseen)}\n' + text,
               logger)
     with open(osp.join(work_dir, 'demo_report.json'), 'w') as f:
-        json.dump({name: {k: v for k, v in stats.items()} for name, stats in rows}, f, indent=1)
+        json.dump(dict(rows), f, indent=1)
 
 
 if __name__ == '__main__':

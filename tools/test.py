@@ -147,9 +147,8 @@ def main(argv=None):
             results = single_gpu_test(model, data_loader, False, args.show_dir, False,
                                       args.opacity, pre_eval=pre_eval, format_only=format_only,
                                       format_args=eval_kwargs)
-            collect = collect_results_gpu if args.gpu_collect else collect_results_cpu
-            results = (collect(results, len(dataset)) if args.gpu_collect
-                       else collect(results, len(dataset), tmpdir))
+            results = (collect_results_gpu(results, len(dataset)) if args.gpu_collect
+                       else collect_results_cpu(results, len(dataset), tmpdir))
         else:
             results = multi_gpu_test(model, data_loader, tmpdir, args.gpu_collect, False,
                                      pre_eval=pre_eval, format_only=format_only,

@@ -32,6 +32,7 @@ from mmseg.utils import collect_env, get_root_logger, setup_multi_processes  # n
 import cascade_clip  # noqa: E402,F401
 from cascade_clip.apis import (check_model_matches_dataset, init_distributed,  # noqa: E402
                                train_segmentor)
+from cascade_clip.apis.train import ACCUMULATING_HOOKS  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -75,12 +76,13 @@ def set_total_batch(cfg, total_batch: int, world_size: int) -> int:
                          f'data.samples_per_gpu (--cfg-options data.samples_per_gpu=N)')
     k = total_batch // per_step
     hook = dict(cfg.get('optimizer_config') or {})
-    if hook.get('type', 'OptimizerHook') not in ('OptimizerHook', 'GradientCumulativeOptimizerHook',
-                                                 'GradientCumulativeFp16OptimizerHook'):
-        raise ValueError(f'--total-batch needs an OptimizerHook config, got {hook["type"]}')
+    hook_type = hook.pop('type', 'OptimizerHook')
+    if hook_type not in ('OptimizerHook', *ACCUMULATING_HOOKS):
+        raise ValueError(f'--total-batch needs an OptimizerHook config, got {hook_type}')
     hook.pop('cumulative_iters', None)
-    cfg.optimizer_config = dict(hook, type=hook.get('type') if 'Cumulative' in hook.get('type', '')
-                                else 'GradientCumulativeOptimizerHook', cumulative_iters=k)
+    if hook_type == 'OptimizerHook':
+        hook_type = 'GradientCumulativeOptimizerHook'
+    cfg.optimizer_config = dict(hook, type=hook_type, cumulative_iters=k)
     return k
 
 

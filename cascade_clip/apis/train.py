@@ -54,8 +54,7 @@ def check_one_batch(dataset, loader, samples_per_gpu: int, distributed: bool,
     per_step = loader.batch_size * processes
     # images one process iterates (its share of a distributed sampler), and the largest
     # samples_per_gpu that gives it a complete batch
-    images = len(loader.sampler) * samples_per_gpu * micro_batches // loader.batch_size
-    largest = images // micro_batches
+    largest = len(loader.sampler) * samples_per_gpu // loader.batch_size
     accumulated = f' x {micro_batches} micro-batches' if micro_batches > 1 else ''
     fix = (f'lower data.samples_per_gpu to at most {largest} (e.g. --cfg-options '
            f'data.samples_per_gpu={largest}), ' if largest else '')
@@ -139,17 +138,17 @@ def train_segmentor(model, dataset, cfg, distributed=False, validate=False, time
         if k not in ['train', 'val', 'test', 'train_dataloader', 'val_dataloader', 'test_dataloader']
     })
     train_loader_cfg = {**loader_cfg, **cfg.data.get('train_dataloader', {})}
+    samples_per_gpu = train_loader_cfg['samples_per_gpu']
     micro_batches = accumulation_steps(cfg.optimizer_config)
     if micro_batches > 1:
         # one runner iteration = one optimizer step over K micro-batches of samples_per_gpu
-        train_loader_cfg['samples_per_gpu'] = train_loader_cfg['samples_per_gpu'] * micro_batches
-        logger.info(f'gradient accumulation: {micro_batches} micro-batches of '
-                    f'{train_loader_cfg["samples_per_gpu"] // micro_batches} image(s) per GPU and '
-                    f'optimizer step; max_iters and the schedule count optimizer steps')
+        train_loader_cfg['samples_per_gpu'] = samples_per_gpu * micro_batches
+        logger.info(f'gradient accumulation: {micro_batches} micro-batches of {samples_per_gpu} '
+                    f'image(s) per GPU and optimizer step; max_iters and the schedule count '
+                    f'optimizer steps')
     data_loaders = [build_dataloader(ds, **train_loader_cfg) for ds in dataset]
     for ds, loader in zip(dataset, data_loaders):
-        check_one_batch(ds, loader, train_loader_cfg['samples_per_gpu'] // micro_batches,
-                        distributed, micro_batches)
+        check_one_batch(ds, loader, samples_per_gpu, distributed, micro_batches)
 
     model = wrap_model(model, device, distributed, cfg.get('find_unused_parameters', False))
     optimizer = build_optimizer(model, cfg.optimizer)
