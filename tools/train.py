@@ -33,6 +33,7 @@ import cascade_clip  # noqa: E402,F401
 from cascade_clip.apis import (check_model_matches_dataset, init_distributed,  # noqa: E402
                                train_segmentor)
 from cascade_clip.apis.train import ACCUMULATING_HOOKS  # noqa: E402
+from cascade_clip.utils.checkpoint import check_local_source  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -104,6 +105,11 @@ def main(argv=None):
     if args.resume_from is not None:
         cfg.resume_from = args.resume_from
     cfg.auto_resume = args.auto_resume
+    for key in ('resume_from', 'load_from'):  # a URL is refused before any work
+        try:
+            check_local_source(cfg.get(key), f'{key} checkpoint')
+        except ValueError as e:
+            raise SystemExit(f'error: {e}')
     cfg.gpu_ids = [args.gpu_id]
     cfg.device = 'cuda' if torch.cuda.is_available() else 'cpu'
 

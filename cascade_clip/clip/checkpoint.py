@@ -1,17 +1,19 @@
 """Reading OpenAI CLIP checkpoints and mapping their keys onto this project's encoders.
 
-The CLIP file is the TorchScript archive OpenAI publishes (``ViT-B-16.pt``) or a plain
-state dict with the same keys. The key mapping is pure (``convert_clip_visual`` /
+The CLIP file is the TorchScript archive OpenAI publishes (``ViT-B-16.pt``), read without
+running any of it, or a plain state dict with the same keys. The key mapping is pure (``convert_clip_visual`` /
 ``convert_clip_text``) so it can be tested on a tiny state dict without any file.
 """
 import math
 import os.path as osp
+import zipfile
 from typing import Dict, Tuple
 
 import torch
 import torch.nn.functional as F
 
-from ..utils.checkpoint import CheckpointError, safe_load
+from ..utils.checkpoint import CheckpointError, is_remote, remote_message, safe_load
+from ..utils.torchscript import is_torchscript_archive, looks_like_zip, read_torchscript_state_dict
 
 StateDict = Dict[str, torch.Tensor]
 
@@ -23,18 +25,25 @@ CLIP_HELP = ('CLIP weights are the OpenAI release files (e.g. ViT-B-16.pt, from 
 def load_clip_state_dict(path: str) -> StateDict:
     """Read a CLIP checkpoint (TorchScript archive or state dict) as fp32 tensors on the CPU.
 
+    Nothing from the file runs: a TorchScript archive's weights are read from its zip entries
+    by :func:`read_torchscript_state_dict` (its code is never compiled), any other file goes
+    through :func:`safe_load`.
+
     Raises:
         FileNotFoundError: the file does not exist.
+        CheckpointError: a URL or other remote source, an archive asking for anything but
+            weights, or a damaged file.
         ValueError: the file is neither a TorchScript archive nor a state dict of CLIP keys.
     """
+    if is_remote(path):
+        raise CheckpointError(remote_message(path, 'CLIP checkpoint') + f'. {CLIP_HELP}')
     if not osp.isfile(path):
         raise FileNotFoundError(f'CLIP checkpoint not found: {path}. {CLIP_HELP}')
     state_dict = None
-    try:
-        # OpenAI's release files are TorchScript archives: their weights load without
-        # unpickling any Python object
-        state_dict = torch.jit.load(path, map_location='cpu').state_dict()
-    except (RuntimeError, ValueError):
+    if looks_like_zip(path) and (is_torchscript_archive(path) or not zipfile.is_zipfile(path)):
+        # OpenAI's release files are TorchScript archives (a damaged zip is reported as such)
+        state_dict = read_torchscript_state_dict(path)
+    else:
         try:
             obj = safe_load(path)
         except CheckpointError as e:

@@ -8,10 +8,15 @@ before it is built (nothing in the file runs), with an error naming the file and
 Importing this module also makes it MMCV's loader for local paths (MMCV's
 ``CheckpointLoader`` scheme ``''``), so ``mmcv.runner.load_checkpoint``, the runner's
 ``resume``/``load_from`` and MMSeg's stock tools read files the same safe way once
-``cascade_clip`` is imported.
+``cascade_clip`` is imported. Every remote scheme MMCV knows (``http(s)://``,
+``torchvision://``, ``open-mmlab://``, ``mmcls://``, ``pavi://``, ``s3://``, ...) is refused
+instead, before anything is fetched: MMCV would download and unpickle the file without any
+restriction. The message says how to download the file and pass its local path.
 """
+import json
 import os.path as osp
 import pickle
+import re
 from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
@@ -52,6 +57,8 @@ def safe_load(path: str, map_location='cpu') -> object:
         CheckpointError: the file is not a torch file, or its pickle needs a type that is not
             allowed (named in the message; nothing from the file was executed).
     """
+    if is_remote(path):
+        raise CheckpointError(remote_message(path))
     path = osp.expanduser(path)
     if not osp.isfile(path):
         raise FileNotFoundError(f'checkpoint not found: {path}')
@@ -90,6 +97,63 @@ def _short(e: BaseException, n: int = 200) -> str:
 def load_from_local(filename: str, map_location=None) -> object:
     """MMCV's loader for local paths, replaced by :func:`safe_load`."""
     return safe_load(filename, map_location=map_location)
+
+
+# MMCV 1.x's remote schemes (mmcv/runner/checkpoint.py); any other one registered by the time
+# this module is imported is refused too (see the loop below)
+REMOTE_SCHEMES = ('http://', 'https://', 'torchvision://', 'modelzoo://', 'open-mmlab://',
+                  'openmmlab://', 'mmcls://', 'pavi://', r'(\S+\:)?s3://')
+# name prefixes MMCV resolves through its bundled model lists -> (list file, name offset)
+_MODEL_LISTS = {'open-mmlab://': 'open_mmlab.json', 'openmmlab://': 'open_mmlab.json',
+                'mmcls://': 'mmcls.json', 'torchvision://': 'torchvision_0.12.json',
+                'modelzoo://': 'torchvision_0.12.json'}
+
+
+def is_remote(path) -> bool:
+    """Whether ``path`` names a remote source (``scheme://...``, ``bucket:s3://...``)."""
+    return isinstance(path, str) and re.match(r'[A-Za-z][A-Za-z0-9+.-]*:(\S*:)?//', path) is not None
+
+
+def _resolved_url(path: str) -> Optional[str]:
+    """The URL MMCV maps ``open-mmlab://name`` & co. to, from the lists bundled with MMCV."""
+    for prefix, list_file in _MODEL_LISTS.items():
+        if path.startswith(prefix):
+            import mmcv
+            try:
+                with open(osp.join(mmcv.__path__[0], 'model_zoo', list_file)) as f:
+                    urls = json.load(f)
+            except (OSError, ValueError):
+                return None
+            name = path[len(prefix):]
+            name = name.lower().replace('_weights', '') if 'torchvision' in list_file else name
+            url = urls.get(name)
+            return url if isinstance(url, str) and url.startswith(('http://', 'https://')) else None
+    return None
+
+
+def remote_message(path: str, what: str = 'checkpoint') -> str:
+    url = path if path.startswith(('http://', 'https://')) else _resolved_url(path)
+    where = (f'`wget -O FILE.pth {url}` (or `curl -L -o FILE.pth {url}`)' if url else
+             'the tool of that storage service')
+    return (f'refused to fetch the {what} {path}: checkpoints are read from local files only '
+            f'(a downloaded checkpoint would be unpickled without the safe reader, and a '
+            f'pickle can run code). Download it first with {where}, check that it comes from a '
+            f'source you trust, and pass the local path instead')
+
+
+def load_from_remote(filename: str, map_location=None) -> object:
+    """MMCV's loader for every remote scheme: refuses before anything is fetched."""
+    raise CheckpointError(remote_message(filename))
+
+
+for _prefix in sorted(set(REMOTE_SCHEMES) | set(CheckpointLoader._schemes) - {''}):
+    CheckpointLoader.register_scheme(prefixes=_prefix, loader=load_from_remote, force=True)
+
+
+def check_local_source(path: Optional[str], what: str = 'checkpoint') -> None:
+    """Refuse a remote ``path`` (a config's ``load_from``/``resume_from``) before any work."""
+    if is_remote(path):
+        raise CheckpointError(remote_message(path, what))
 
 
 def state_dict_of(checkpoint: object, path: str) -> Dict[str, torch.Tensor]:
