@@ -8,7 +8,6 @@ import os
 import os.path as osp
 import shutil
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
@@ -16,17 +15,16 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 import mmcv  # noqa: E402
 import torch  # noqa: E402
 from mmcv.cnn.utils import revert_sync_batchnorm  # noqa: E402
-from mmcv.engine import collect_results_cpu, collect_results_gpu  # noqa: E402
 from mmcv.runner import get_dist_info, wrap_fp16_model  # noqa: E402
 from mmcv.utils import Config, DictAction  # noqa: E402
-from mmseg.apis import multi_gpu_test, single_gpu_test  # noqa: E402
+from mmseg.apis import single_gpu_test  # noqa: E402
 from mmseg.datasets import build_dataloader, build_dataset  # noqa: E402
 from mmseg.models import build_segmentor  # noqa: E402
 from mmseg.utils import get_root_logger, setup_multi_processes  # noqa: E402
 
 import cascade_clip  # noqa: E402,F401
-from cascade_clip.apis import (check_model_matches_dataset, init_distributed,  # noqa: E402
-                               load_weights, wrap_model)
+from cascade_clip.apis import (check_model_matches_dataset, collect_results,  # noqa: E402
+                               init_distributed, load_weights, wrap_model)
 
 
 def parse_args(argv=None):
@@ -41,9 +39,12 @@ def parse_args(argv=None):
     parser.add_argument('--eval', type=str, nargs='+', help='metrics, e.g. "mIoU"')
     parser.add_argument('--show', action='store_true', help='show results')
     parser.add_argument('--show-dir', help='directory for colour overlays with a class legend')
-    parser.add_argument('--gpu-collect', action='store_true', help='collect results on GPU')
+    parser.add_argument('--gpu-collect', action='store_true',
+                        help='accepted for MMSeg compatibility: results are always gathered over '
+                        'the process group')
     parser.add_argument('--gpu-id', type=int, default=0, help='id of the GPU (non-distributed)')
-    parser.add_argument('--tmpdir', help='tmp directory to collect results from the processes')
+    parser.add_argument('--tmpdir', help='accepted for MMSeg compatibility and unused: results are '
+                        'gathered over the process group, no folder is written or deleted')
     parser.add_argument('--cfg-options', '--options', nargs='+', action=DictAction,
                         help='override config settings, key=value')
     parser.add_argument('--eval-options', nargs='+', action=DictAction,
@@ -125,6 +126,8 @@ def main(argv=None):
     format_only = args.format_only or eval_kwargs.get('imgfile_prefix') is not None
     eval_on_format_results = args.eval is not None and 'cityscapes' in args.eval
     if eval_on_format_results:
+        # removed afterwards only if this run made it (never a folder the user named)
+        own_prefix = 'imgfile_prefix' not in eval_kwargs and not osp.exists('.format_cityscapes')
         tmpdir = eval_kwargs.setdefault('imgfile_prefix', '.format_cityscapes')
         mmcv.mkdir_or_exist(tmpdir)
 
@@ -136,23 +139,13 @@ def main(argv=None):
                                   args.opacity, pre_eval=pre_eval, format_only=format_only,
                                   format_args=eval_kwargs)
     else:
-        # a shared folder collects the parts (MMCV's default would put a tensor on a GPU)
-        tmpdir = args.tmpdir or osp.join(args.work_dir or tempfile.gettempdir(), '.dist_test')
-        if device == 'cpu':
-            args.gpu_collect = False
-        if args.show_dir:
-            # MMSeg's multi_gpu_test draws nothing: each process runs the single-process loop
-            # on its share of the images (drawing them), then the parts are collected as
-            # multi_gpu_test does
-            results = single_gpu_test(model, data_loader, False, args.show_dir, False,
-                                      args.opacity, pre_eval=pre_eval, format_only=format_only,
-                                      format_args=eval_kwargs)
-            results = (collect_results_gpu(results, len(dataset)) if args.gpu_collect
-                       else collect_results_cpu(results, len(dataset), tmpdir))
-        else:
-            results = multi_gpu_test(model, data_loader, tmpdir, args.gpu_collect, False,
-                                     pre_eval=pre_eval, format_only=format_only,
-                                     format_args=eval_kwargs)
+        # each process runs the single-process loop on its share of the images (drawing them
+        # with --show-dir, which MMSeg's multi_gpu_test does not), then rank 0 gathers the
+        # parts over the process group: no files, no folder (--tmpdir is not needed)
+        results = single_gpu_test(model, data_loader, False, args.show_dir, False,
+                                  args.opacity, pre_eval=pre_eval, format_only=format_only,
+                                  format_args=eval_kwargs)
+        results = collect_results(results, len(dataset))
 
     if rank == 0:
         if args.out:
@@ -167,7 +160,7 @@ def main(argv=None):
                           file_format='json', indent=2)
                 os.replace(tmp, json_file)
                 logger.info(f'metrics written to {json_file}')
-            if eval_on_format_results:
+            if eval_on_format_results and own_prefix:
                 shutil.rmtree(tmpdir)
 
 

@@ -1,0 +1,169 @@
+"""TorchScript archives (OpenAI's CLIP format) read without running anything from them."""
+import os
+import pickle
+import zipfile
+from typing import Tuple
+
+import pytest
+import torch
+import torch.nn as nn
+
+from cascade_clip.clip import load_clip_state_dict
+from cascade_clip.testing.tiny_clip import make_tiny_clip
+from cascade_clip.utils import CheckpointError
+from cascade_clip.utils.torchscript import read_torchscript_state_dict
+from tests.conftest import TINY
+
+
+def script_save(module: nn.Module, path) -> None:
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')  # torch.jit.script's deprecation notice
+        torch.jit.script(module).save(str(path))
+
+
+def rewrite(src, dst, replace):
+    """Copy archive ``src`` to ``dst`` with the entries in ``replace`` (suffix -> bytes or None
+    to drop the entry)."""
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, 'w', zipfile.ZIP_STORED) as zout:
+        for info in zin.infolist():
+            hit = [s for s in replace if info.filename.endswith(s)]
+            if not hit:
+                zout.writestr(info.filename, zin.read(info))
+            elif replace[hit[0]] is not None:
+                zout.writestr(info.filename, replace[hit[0]])
+
+
+def calling(module: str, name: str, args: tuple) -> bytes:
+    """A data.pkl whose top module's ``visual`` attribute is ``module.name(*args)``: what a
+    crafted CLIP file carries (GLOBAL + REDUCE, the global spelled as given)."""
+    call = f'c{module}\n{name}\n'.encode() + pickle.dumps(args, protocol=2)[2:-1] + b'R'
+    return b'\x80\x02}X\x06\x00\x00\x00visual' + call + b's.'
+
+
+class WithBuffers(nn.Module):
+    """Parameters, buffers (persistent), a None bias and a plain tensor attribute (as CLIP's
+    text ``attn_mask``), which is no part of the state dict."""
+
+    def __init__(self):
+        super().__init__()
+        self.proj = nn.Parameter(torch.randn(3, 2))
+        self.register_buffer('input_resolution', torch.tensor(224))
+        self.attn_mask = torch.full((2, 2), float('-inf')).triu(1)
+        self.conv = nn.Conv2d(1, 2, 3, bias=False)
+        self.blocks = nn.ModuleList([nn.BatchNorm2d(3), nn.Linear(2, 2)])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.attn_mask.sum()
+
+
+class WritesOnLoad(nn.Module):
+    """Its TorchScript ``__setstate__`` maps (creating or overwriting) a file of the path it
+    carries, as a crafted CLIP file would: ``torch.jit.load`` runs it."""
+
+    def __init__(self, target: str):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(2))
+        self.target = target
+
+    @torch.jit.export
+    def __getstate__(self) -> Tuple[torch.Tensor, str, bool]:
+        return (self.weight, self.target, self.training)
+
+    @torch.jit.export
+    def __setstate__(self, state: Tuple[torch.Tensor, str, bool]) -> None:
+        self.target = state[1]
+        self.training = state[2]
+        self.weight = state[0] + torch.from_file(state[1], shared=True, size=2, dtype=torch.float32)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+
+def test_tiny_clip_archive_gives_exactly_its_state_dict(tmp_path):
+    model = make_tiny_clip(0, **TINY).eval()
+    path = tmp_path / 'ViT-tiny.pt'
+    script_save(model, path)
+    expected = model.state_dict()
+    got = read_torchscript_state_dict(str(path))
+    assert list(got) == list(expected)  # the keys, in the module's order
+    assert 'visual.conv1.weight' in got and 'transformer.resblocks.0.attn.in_proj_weight' in got
+    for k, v in expected.items():
+        assert got[k].dtype == v.dtype and got[k].shape == v.shape, k
+        assert torch.equal(got[k], v), k  # bit-identical
+    # OpenAI's files are fp16: read as fp16, converted to fp32 by the CLIP loader
+    half = tmp_path / 'ViT-half.pt'
+    script_save(make_tiny_clip(0, **TINY).half().eval(), half)
+    got = read_torchscript_state_dict(str(half))
+    assert got['visual.proj'].dtype == torch.float16
+    loaded = load_clip_state_dict(str(half))
+    for k, v in expected.items():
+        assert loaded[k].dtype == torch.float32 and torch.equal(loaded[k], v.half().float()), k
+
+
+def test_buffers_count_plain_tensor_attributes_do_not(tmp_path):
+    torch.manual_seed(0)
+    model = WithBuffers()
+    path = tmp_path / 'm.pt'
+    script_save(model, path)
+    got = read_torchscript_state_dict(str(path))
+    assert list(got) == ['proj', 'input_resolution', 'conv.weight', 'blocks.0.weight',
+                         'blocks.0.bias', 'blocks.0.running_mean', 'blocks.0.running_var',
+                         'blocks.0.num_batches_tracked', 'blocks.1.weight', 'blocks.1.bias']
+    for k, v in model.state_dict().items():
+        assert torch.equal(got[k], v), k
+
+
+def test_setstate_code_is_refused_and_never_runs(tmp_path):
+    target = tmp_path / 'written_by_the_archive.pth'
+    path = tmp_path / 'ViT-B-16.pt'
+    script_save(WritesOnLoad(str(target)), path)
+    assert not target.exists()
+    with pytest.raises(CheckpointError, match=r'refused to read .*ViT-B-16.pt: its class '
+                       r'__torch__\..*WritesOnLoad restores its state with its own code'):
+        load_clip_state_dict(str(path))
+    assert not target.exists()
+
+
+@pytest.mark.parametrize('name', ['posix.system', 'builtins.eval', 'torch.from_file'])
+def test_pickle_asking_for_other_globals_is_refused(tiny_clip, tmp_path, name):
+    target = tmp_path / 'PWNED'
+    args = {'posix.system': (f'touch {target}', ), 'builtins.eval': (f'open({str(target)!r}, "w")', ),
+            'torch.from_file': (str(target), True, 16)}[name]
+    evil = tmp_path / 'evil.pt'
+    rewrite(tiny_clip[0], evil, {'/data.pkl': calling(*name.split('.'), args)})
+    # the crafted pickle does what it says when unpickled without restriction
+    unrestricted = tmp_path / 'unrestricted'
+    pickle.loads(calling(*name.split('.'), tuple(str(a).replace(str(target), str(unrestricted))
+                                                 if isinstance(a, str) else a for a in args)))
+    assert unrestricted.exists()
+    with pytest.raises(CheckpointError) as e:
+        load_clip_state_dict(str(evil))
+    msg = str(e.value)
+    assert f'refused to read {evil}: its data.pkl asks for {name}' in msg
+    assert 'Nothing from the file was run' in msg
+    assert not target.exists()
+
+
+def test_damaged_archives_name_the_file(tiny_clip, tmp_path):
+    data = open(tiny_clip[0], 'rb').read()
+    truncated = tmp_path / 'truncated.pt'
+    truncated.write_bytes(data[:len(data) // 2])
+    with pytest.raises(CheckpointError, match=r'truncated.pt is a damaged or truncated zip archive'):
+        load_clip_state_dict(str(truncated))
+    holed = tmp_path / 'holed.pt'
+    rewrite(tiny_clip[0], holed, {'/data/3': None})
+    with pytest.raises(CheckpointError, match=r'holed.pt is a damaged TorchScript archive .*has no entry '
+                       r'tiny-ViT/data/3'):
+        load_clip_state_dict(str(holed))
+    short = tmp_path / 'short.pt'
+    rewrite(tiny_clip[0], short, {'/data/3': b'\0' * 8})
+    with pytest.raises(CheckpointError, match=r'short.pt is a damaged TorchScript archive .*data/3 holds '
+                       r'8 bytes'):
+        load_clip_state_dict(str(short))
+    # a zip that is no torch file at all
+    other = tmp_path / 'notes.zip'
+    with zipfile.ZipFile(other, 'w') as z:
+        z.writestr('notes/readme.txt', 'hello')
+    with pytest.raises(ValueError, match=r'notes.zip is not a CLIP checkpoint'):
+        load_clip_state_dict(str(other))
