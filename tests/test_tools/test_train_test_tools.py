@@ -83,8 +83,18 @@ def test_dist_test_matches_single_process_test(dist_trained, demo_data, tmp_path
     show, dist_show = str(tmp_path / 'show'), str(tmp_path / 'dist_show')
     run([PY, 'tools/test.py', CONFIG, ckpt, '--eval=mIoU', '--work-dir', single, '--show-dir', show,
          '--cfg-options', *options(demo_data)])
+    # a folder of the user's given as --tmpdir, and a link planted where results were once
+    # collected (WORK_DIR/.dist_test): the one is kept as it is, the other never followed
+    mine, victim = tmp_path / 'mine', tmp_path / 'victim'
+    mine.mkdir(), victim.mkdir()
+    (mine / 'notes.txt').write_text('keep me')
+    os.makedirs(dist_dir)
+    os.symlink(victim, osp.join(dist_dir, '.dist_test'))
     run(['bash', 'dist_test.sh', CONFIG, ckpt, '2', '--eval', 'mIoU', '--work-dir', dist_dir,
-         '--show-dir', dist_show, '--cfg-options', *options(demo_data)], env_extra={'PORT': '29612'})
+         '--show-dir', dist_show, '--tmpdir', str(mine), '--cfg-options', *options(demo_data)],
+        env_extra={'PORT': '29612'})
+    assert os.listdir(mine) == ['notes.txt'] and (mine / 'notes.txt').read_text() == 'keep me'
+    assert os.listdir(victim) == [] and osp.islink(osp.join(dist_dir, '.dist_test'))
     a, b = latest_eval(single), latest_eval(dist_dir)
     for k in ('aAcc', 'mIoU', 'mIoU_seen', 'mIoU_unseen', 'hIoU', 'IoU.red flat'):
         assert a[k] == pytest.approx(b[k], abs=1e-9) or (np.isnan(a[k]) and np.isnan(b[k])), k
@@ -98,6 +108,30 @@ def test_dist_test_matches_single_process_test(dist_trained, demo_data, tmp_path
     assert [osp.basename(f) for f in dist_overlays] == [osp.basename(f) for f in overlays]
     for x, y in zip(overlays, dist_overlays):
         assert np.array_equal(mmcv.imread(x), mmcv.imread(y)), y
+
+
+def test_dist_test_results_in_order_and_no_files(dist_trained, demo_data, tmp_path):
+    """The per-image results of 2 processes are the single process's, in the same order;
+    nothing is written through a link planted at the old shared default ($TMPDIR/.dist_test)."""
+    import pickle
+    work, _ = dist_trained
+    ckpt = osp.join(work, 'iter_2.pth')
+    tmp, victim = tmp_path / 'tmp', tmp_path / 'victim'
+    tmp.mkdir(), victim.mkdir()
+    os.symlink(victim, tmp / '.dist_test')
+    single, dist = str(tmp_path / 'single.pkl'), str(tmp_path / 'dist.pkl')
+    run([PY, 'tools/test.py', CONFIG, ckpt, '--out', single, '--cfg-options', *options(demo_data)])
+    run(['bash', 'dist_test.sh', CONFIG, ckpt, '2', '--out', dist, '--cfg-options', *options(demo_data)],
+        env_extra={'PORT': '29615', 'TMPDIR': str(tmp)})
+    with open(single, 'rb') as f:  # written by the runs above, not from outside
+        a = pickle.load(f)
+    with open(dist, 'rb') as f:
+        b = pickle.load(f)
+    assert len(a) == len(b) == 4  # one label map per image, the sampler's padding cut off
+    for i, (x, y) in enumerate(zip(a, b)):
+        assert x.shape == (64, 64) and np.array_equal(x, y), i
+    assert len({x.tobytes() for x in a}) == 4  # distinct images: a wrong order would show
+    assert os.listdir(victim) == []
 
 
 def test_format_only_and_aug_test(dist_trained, demo_data, tmp_path):
