@@ -1,7 +1,7 @@
 """Tiny CLIP checkpoints in OpenAI's format, for tests and the offline demo.
 
 The module tree has OpenAI CLIP's attribute names, so ``torch.jit.script(...).save(path)``
-writes an archive that ``torch.jit.load(path).state_dict()`` reads back with the same keys
+writes an archive whose weights (read by ``cascade_clip.utils.torchscript``) have the same keys
 as ``ViT-B-16.pt`` (``visual.conv1.weight``, ``transformer.resblocks.0.attn.in_proj_weight``,
 ...). Its forward is a no-op: only the weights matter.
 """
