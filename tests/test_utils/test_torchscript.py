@@ -167,3 +167,25 @@ def test_damaged_archives_name_the_file(tiny_clip, tmp_path):
         z.writestr('notes/readme.txt', 'hello')
     with pytest.raises(ValueError, match=r'notes.zip is not a CLIP checkpoint'):
         load_clip_state_dict(str(other))
+
+
+def test_tool_and_model_refuse_the_archive_before_it_writes(tmp_path):
+    """build_text_embeddings.py --clip and a model's CLIP `pretrained` (what tools/train.py
+    and the API build) read the archive through the same reader: refused, nothing written."""
+    import os.path as osp
+    import subprocess
+    import sys
+    from tests.tiny import build, tiny_model_cfg
+    root = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+    target = tmp_path / 'written_by_the_archive.pth'
+    evil = tmp_path / 'ViT-B-16.pt'
+    script_save(WritesOnLoad(str(target)), evil)
+    with pytest.raises(CheckpointError, match=f'refused to read {evil}: its class __torch__.'):
+        build(tiny_model_cfg(pretrained=str(evil)))
+    assert not target.exists()
+    env = dict(os.environ, OMP_NUM_THREADS='1', PYTHONWARNINGS='ignore')
+    r = subprocess.run([sys.executable, 'tools/build_text_embeddings.py', '--clip', str(evil),
+                        '--classes', 'sky,road', '--out', str(tmp_path / 'emb.npy')],
+                       cwd=root, env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode != 0 and f'refused to read {evil}: its class __torch__.' in r.stderr
+    assert not target.exists() and not (tmp_path / 'emb.npy').exists()
