@@ -16,6 +16,7 @@ anything is built. Walking the stand-ins gives the state dict ``torch.jit.load(f
 would give (same keys, order and values).
 """
 import ast
+import io
 import pickle
 import re
 import sys
@@ -95,7 +96,6 @@ class _ArchiveUnpickler(pickle.Unpickler):
     """Unpickles ``data.pkl`` of a TorchScript archive, building nothing but tensors."""
 
     def __init__(self, zf: zipfile.ZipFile, root: str, path: str, data: bytes):
-        import io
         super().__init__(io.BytesIO(data))
         self.zf, self.root, self.path = zf, root, path
         self.storages: Dict[str, torch.Tensor] = {}

@@ -101,6 +101,25 @@ def test_tiny_clip_archive_gives_exactly_its_state_dict(tmp_path):
         assert loaded[k].dtype == torch.float32 and torch.equal(loaded[k], v.half().float()), k
 
 
+def test_big_endian_archive(tiny_clip, tmp_path):
+    """An archive written on a big-endian machine: its ``byteorder`` entry says "big" and
+    every storage is stored most significant byte first."""
+    import numpy as np
+    path = tmp_path / 'big.pt'
+    with zipfile.ZipFile(tiny_clip[0]) as zin, zipfile.ZipFile(path, 'w') as zout:
+        for info in zin.infolist():
+            data = zin.read(info)
+            if '/data/' in info.filename:  # every tensor of the tiny CLIP is float32
+                data = np.frombuffer(data, '<f4').astype('>f4').tobytes()
+            elif info.filename.endswith('/byteorder'):
+                data = b'big'
+            zout.writestr(info.filename, data)
+    got = read_torchscript_state_dict(str(path))
+    assert list(got) == list(tiny_clip[2])
+    for k, v in tiny_clip[2].items():
+        assert torch.equal(got[k], v), k
+
+
 def test_buffers_count_plain_tensor_attributes_do_not(tmp_path):
     torch.manual_seed(0)
     model = WithBuffers()
