@@ -71,7 +71,8 @@ def check_split_entries(split: str, img_infos: List[dict], img_suffix: str, img_
     """
     for line, info in enumerate(img_infos, 1):
         entry = info['filename'][:len(info['filename']) - len(img_suffix)]
-        if escapes(info['filename']) or ('ann' in info and escapes(info['ann']['seg_map'])):
+        if (escapes(info['filename'], img_dir)
+                or (ann_dir is not None and escapes(info['ann']['seg_map'], ann_dir))):
             where = img_dir if ann_dir is None else f'{img_dir} / {ann_dir}'
             raise ValueError(f'split file {split}, line {line}: entry {entry!r} resolves outside '
                              f'the dataset folders {where} (absolute or with ".."); split entries '

@@ -10,21 +10,22 @@ import os.path as osp
 from typing import Iterable
 
 
-def escapes(name: str) -> bool:
+def escapes(name: str, folder: str = '') -> bool:
     """True when ``osp.join(folder, name)`` would not be inside ``folder``: ``name`` is absolute
-    (or has a drive), or climbs out with ``..`` once normalised."""
+    (or has a drive), or climbs out of ``folder`` with ``..`` once normalised (``a/../b`` stays
+    inside; with ``folder`` given, ``../f/x`` from ``f`` does too)."""
     name = str(name)
     if osp.isabs(name) or osp.splitdrive(name)[0]:
         return True
-    norm = osp.normpath(name)
-    return norm == osp.pardir or norm.startswith(osp.pardir + osp.sep)
+    base = osp.abspath(folder or 'folder')  # a stand-in name when only the name is checked
+    return not osp.normpath(osp.join(base, name)).startswith(base + osp.sep)
 
 
 def join_inside(folder: str, name: str, what: str = 'file') -> str:
     """``osp.join(folder, name)``, or ValueError naming ``name`` when it would leave ``folder``.
 
     ``what`` says what is written or read (e.g. 'overlay', 'result file') for the message."""
-    if escapes(name):
+    if escapes(name, folder):
         raise ValueError(f'{what} name {name!r} resolves outside the folder {folder} '
                          f'(absolute or with ".."): refused, nothing is written outside it')
     return osp.join(folder, name)
