@@ -158,7 +158,8 @@ class ZeroShotDataset(CustomDataset):
         """Write predictions as PNG label maps in the dataset's own ids (``--format-only``).
 
         Each goes to ``imgfile_prefix/<image path relative to img_dir>.png`` (sub-folders
-        kept, so images of the same base name in different folders keep their own results). With ``reduce_zero_label`` the ids are shifted back by one (0 = background again).
+        kept, so images of the same base name in different folders keep their own results).
+        With ``reduce_zero_label`` the ids are shifted back by one (0 = background again).
         Returns the written paths.
         """
         if indices is None:

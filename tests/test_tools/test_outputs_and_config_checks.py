@@ -130,7 +130,8 @@ def test_show_dir_and_format_only_keep_relative_names(demo, tmp_path):
     overlays = sorted(str(p.relative_to(show)) for p in show.rglob('*.jpg'))
     assert overlays == ['a/x.jpg', 'b/x.jpg']
     run('tools/test.py', CONFIG, ckpt, '--format-only', '--work-dir', str(work), *options(root, *nested))
-    results = sorted(str(p.relative_to(work / 'format_results')) for p in (work / 'format_results').rglob('*'))
+    formatted = work / 'format_results'
+    results = sorted(str(p.relative_to(formatted)) for p in formatted.rglob('*'))
     assert results == ['a', 'a/x.png', 'b', 'b/x.png']
     for sub in ('a', 'b'):
         assert mmcv.imread(str(work / 'format_results' / sub / 'x.png'), flag='unchanged').shape == (64, 64)
