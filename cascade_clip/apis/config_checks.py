@@ -30,9 +30,9 @@ EVAL_GIVEN = {'dataloader'}
 LOG_CONFIG_KEYS = {'interval', 'hooks'}
 # data keys holding the datasets and the per-split loader overrides
 DATA_SPLIT_KEYS = {'train', 'val', 'test', 'train_dataloader', 'val_dataloader', 'test_dataloader'}
-# loader arguments the tools set from the launch (number of processes, distributed or not);
-# build_dataloader sets these DataLoader arguments itself; batch_sampler clashes with its batch_size
+# loader arguments the tools set from the launch (number of processes, distributed or not)
 LOADER_GIVEN = {'dataset', 'num_gpus', 'dist'}
+# DataLoader arguments build_dataloader sets itself (batch_sampler would clash with its batch_size)
 DATALOADER_SET_BY_BUILDER = {'dataset', 'batch_size', 'sampler', 'batch_sampler', 'num_workers',
                              'collate_fn', 'pin_memory', 'shuffle', 'worker_init_fn', 'drop_last',
                              'persistent_workers'}
