@@ -25,6 +25,8 @@ from mmseg.utils import get_root_logger, setup_multi_processes  # noqa: E402
 import cascade_clip  # noqa: E402,F401
 from cascade_clip.apis import (check_model_matches_dataset, collect_results,  # noqa: E402
                                init_distributed, load_weights, wrap_model)
+from cascade_clip.apis.config_checks import check_config  # noqa: E402
+from cascade_clip.utils.paths import check_names_inside  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -75,6 +77,7 @@ def main(argv=None):
     cfg = Config.fromfile(args.config)
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)
+    check_config(cfg, 'test')
     if args.aug_test:
         cfg.data.test.pipeline[1].img_ratios = [0.5, 0.75, 1.0, 1.25, 1.5, 1.75]
         cfg.data.test.pipeline[1].flip = True
@@ -95,6 +98,8 @@ def main(argv=None):
         json_file = osp.join(args.work_dir, f'eval_{timestamp}.json')
 
     dataset = build_dataset(cfg.data.test)
+    if args.show_dir:  # MMSeg writes each overlay at show_dir/<image name relative to img_dir>
+        check_names_inside(args.show_dir, [i['filename'] for i in dataset.img_infos], 'overlay')
     loader_cfg = dict(num_gpus=len(cfg.gpu_ids), dist=distributed, shuffle=False)
     loader_cfg.update({k: v for k, v in cfg.data.items() if k not in [
         'train', 'val', 'test', 'train_dataloader', 'val_dataloader', 'test_dataloader']})

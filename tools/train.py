@@ -32,7 +32,9 @@ from mmseg.utils import collect_env, get_root_logger, setup_multi_processes  # n
 import cascade_clip  # noqa: E402,F401
 from cascade_clip.apis import (check_model_matches_dataset, init_distributed,  # noqa: E402
                                train_segmentor)
+from cascade_clip.apis.config_checks import check_config  # noqa: E402
 from cascade_clip.apis.train import ACCUMULATING_HOOKS  # noqa: E402
+from cascade_clip.apis.work_dir import lock_work_dir  # noqa: E402
 from cascade_clip.utils.checkpoint import check_local_source  # noqa: E402
 
 
@@ -92,6 +94,7 @@ def main(argv=None):
     cfg = Config.fromfile(args.config)
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)
+    check_config(cfg, 'train')  # unknown keys fail now, not at the first save
     if cfg.get('cudnn_benchmark', False):
         torch.backends.cudnn.benchmark = True
     if args.work_dir is not None:
@@ -122,6 +125,7 @@ def main(argv=None):
         set_total_batch(cfg, args.total_batch, world_size)
 
     mmcv.mkdir_or_exist(osp.abspath(cfg.work_dir))
+    work_dir_lock = lock_work_dir(cfg.work_dir) if rank == 0 else None  # noqa: F841 (held to the end)
     if rank == 0:
         cfg.dump(osp.join(cfg.work_dir, osp.basename(args.config)))
     timestamp = time.strftime('%Y%m%d_%H%M%S', time.localtime())

@@ -11,6 +11,7 @@ from mmseg.datasets.builder import DATASETS, PIPELINES
 from mmseg.datasets.custom import CustomDataset
 from prettytable import PrettyTable
 
+from ..utils.paths import escapes, join_inside
 from ..utils.strict import strict_kwargs
 
 
@@ -58,6 +59,24 @@ def check_label_values(gt: np.ndarray, num_classes: int, ignore_index: int, name
     if bad.size:
         raise ValueError(f'label map {name} holds values {bad.tolist()} that are not class ids '
                          f'0..{num_classes - 1} nor the ignore index {ignore_index}')
+
+
+def check_split_entries(split: str, img_infos: List[dict], img_suffix: str, img_dir: str,
+                        ann_dir: Optional[str]) -> None:
+    """Refuse a split entry that would name a file outside ``img_dir`` / ``ann_dir`` (absolute,
+    or climbing out with ``..``), naming the split file, the line and the entry.
+
+    ``img_infos`` are MMSeg's, one per line of the split file in order. Such an entry would
+    also place ``--show-dir`` overlays and ``--format-only`` results outside their folders.
+    """
+    for line, info in enumerate(img_infos, 1):
+        entry = info['filename'][:len(info['filename']) - len(img_suffix)]
+        if (escapes(info['filename'], img_dir)
+                or (ann_dir is not None and escapes(info['ann']['seg_map'], ann_dir))):
+            where = img_dir if ann_dir is None else f'{img_dir} / {ann_dir}'
+            raise ValueError(f'split file {split}, line {line}: entry {entry!r} resolves outside '
+                             f'the dataset folders {where} (absolute or with ".."); split entries '
+                             f'are image names relative to img_dir, without suffix')
 
 
 @DATASETS.register_module()
@@ -128,6 +147,8 @@ class ZeroShotDataset(CustomDataset):
 
     def load_annotations(self, img_dir, img_suffix, ann_dir, seg_map_suffix, split):
         img_infos = super().load_annotations(img_dir, img_suffix, ann_dir, seg_map_suffix, split)
+        if split is not None:
+            check_split_entries(split, img_infos, img_suffix, img_dir, ann_dir)
         if not img_infos:
             raise FileNotFoundError(f'no images ending in {img_suffix!r} found in {img_dir}'
                                     + (f' (split {split})' if split else ''))
@@ -136,6 +157,8 @@ class ZeroShotDataset(CustomDataset):
     def format_results(self, results, imgfile_prefix, indices=None, **kwargs) -> List[str]:
         """Write predictions as PNG label maps in the dataset's own ids (``--format-only``).
 
+        Each goes to ``imgfile_prefix/<image path relative to img_dir>.png`` (sub-folders
+        kept, so images of the same base name in different folders keep their own results).
         With ``reduce_zero_label`` the ids are shifted back by one (0 = background again).
         Returns the written paths.
         """
@@ -146,8 +169,9 @@ class ZeroShotDataset(CustomDataset):
         for pred, idx in zip(results, indices):
             pred = np.load(pred) if isinstance(pred, str) else np.asarray(pred)
             out = pred.astype(np.int64) + (1 if self.reduce_zero_label else 0)
-            name = osp.splitext(osp.basename(self.img_infos[idx]['filename']))[0]
-            path = osp.join(imgfile_prefix, f'{name}.png')
+            # the image's path relative to img_dir: a/x.jpg and b/x.jpg give two files
+            name = osp.splitext(self.img_infos[idx]['filename'])[0]
+            path = join_inside(imgfile_prefix, f'{name}.png', 'result file')
             mmcv.imwrite(out.astype(np.uint8 if out.max(initial=0) < 256 else np.uint16), path)
             files.append(path)
         return files

@@ -29,14 +29,15 @@ def accepted_arguments(cls: type) -> Set[str]:
     return names
 
 
-def unknown_argument_message(unknown: List[str], valid: Iterable[str]) -> str:
-    """"unknown argument 'x' (did you mean 'y'?)" for each unknown name."""
+def unknown_argument_message(unknown: List[str], valid: Iterable[str], what: str = 'argument') -> str:
+    """"unknown argument 'x' (did you mean 'y'?)" for each unknown name (``what``: the word
+    for a name, e.g. 'key' for config sections)."""
     valid = sorted(valid)
     parts = []
     for name in unknown:
-        close = difflib.get_close_matches(name, valid, n=1, cutoff=0.6)
+        close = difflib.get_close_matches(str(name), valid, n=1, cutoff=0.6)
         hint = f"did you mean '{close[0]}'?" if close else f"valid: {', '.join(valid)}"
-        parts.append(f"unknown argument '{name}' ({hint})")
+        parts.append(f"unknown {what} '{name}' ({hint})")
     return '; '.join(parts)
 
 

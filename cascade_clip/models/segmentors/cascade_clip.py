@@ -6,7 +6,7 @@ import mmcv
 import numpy as np
 import torch
 import torch.nn.functional as F
-from mmcv.utils import ConfigDict, print_log
+from mmcv.utils import print_log
 from mmseg.core import add_prefix
 from mmseg.models import builder
 from mmseg.models.builder import SEGMENTORS
@@ -22,6 +22,7 @@ from ...utils.vocabulary_names import same_names
 from ..decode_heads.cascade_head import HeadInputs
 from ..losses.mask_loss import check_label_range, count_masks, reduce_num_masks
 from ..vocabulary import Vocabulary, check_embeddings
+from .test_cfg import check_test_cfg
 
 EMBEDDING_HELP = ('make it with: python tools/build_text_embeddings.py --clip '
                   'clip_pretrain/ViT-B-16.pt --dataset <coco_stuff|voc20|context59> '
@@ -158,7 +159,7 @@ class CascadeCLIP(EncoderDecoder):
         self.set_precision(amp_dtype)
         # gradient accumulation, given by MicroBatchOptimizerHook through set_micro_batching
         self._micro_batching = None
-        self.test_cfg = ConfigDict(self.test_cfg or {})
+        self.test_cfg = check_test_cfg(self.test_cfg)
         self._check_cascade_layout()
         self._freeze(ft_backbone, exclude_key)
         # Without class names (a config built outside the tools) the names are placeholders;

@@ -1,0 +1,110 @@
+"""Config sections are checked before any work: unknown keys refused with "did you mean"."""
+import glob
+import os.path as osp
+import re
+
+import pytest
+from mmcv import Config
+
+import cascade_clip  # noqa: F401
+from cascade_clip.apis.config_checks import check_config
+
+ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+DEMO = osp.join(ROOT, 'configs/demo/cascade_clip_tiny_synthetic.py')
+CONFIGS = sorted(osp.relpath(p, ROOT) for p in glob.glob(osp.join(ROOT, 'configs/**/*.py'), recursive=True)
+                 if '/_base_/' not in p)
+
+
+def test_every_config_is_found():
+    # the eight published configs, the demo and this project's extra ones
+    assert len(CONFIGS) >= 12 and 'configs/demo/cascade_clip_tiny_synthetic.py' in CONFIGS
+    assert 'configs/coco_171/vpt_seg_zero_vit-b_512x512_80k_12_100_multi.py' in CONFIGS
+
+
+@pytest.mark.parametrize('path', CONFIGS)
+@pytest.mark.parametrize('mode', ['train', 'test'])
+def test_every_config_passes(path, mode):
+    check_config(Config.fromfile(osp.join(ROOT, path)), mode)
+
+
+# (option, key as written in the message, suggested key); one misspelling per section
+MISSPELT = [
+    ({'checkpoint_config.intervl': 5}, 'checkpoint_config', 'intervl', 'interval'),
+    # an argument CheckpointHook forwards to runner.save_checkpoint
+    ({'checkpoint_config.create_symlnk': False}, 'checkpoint_config', 'create_symlnk', 'create_symlink'),
+    ({'evaluation.metirc': 'mIoU'}, 'evaluation', 'metirc', 'metric'),
+    ({'evaluation.save_bst': 'mIoU'}, 'evaluation', 'save_bst', 'save_best'),
+    ({'evaluation.pre_evl': True}, 'evaluation', 'pre_evl', 'pre_eval'),
+    ({'log_config.intervall': 5}, 'log_config', 'intervall', 'interval'),
+    ({'log_config.hooks': [dict(type='TextLoggerHook', by_epch=False)]}, r'log_config.hooks\[0\]',
+     'by_epch', 'by_epoch'),
+    ({'runner.max_iter': 5}, 'runner', 'max_iter', 'max_iters'),
+    ({'optimizer_config.grad_clp': None}, 'optimizer_config', 'grad_clp', 'grad_clip'),
+    ({'optimizer_config': dict(type='GradientCumulativeOptimizerHook', cumulative_iter=2)},
+     'optimizer_config', 'cumulative_iter', 'cumulative_iters'),
+    ({'optimizer_config': dict(type='Fp16OptimizerHook', loss_scal=512.)}, 'optimizer_config',
+     'loss_scal', 'loss_scale'),
+    ({'optimizer_config': dict(type='MicroBatchOptimizerHook', micro_batch=2)}, 'optimizer_config',
+     'micro_batch', 'micro_batches'),
+    ({'lr_config.warmup_iter': 5}, 'lr_config', 'warmup_iter', 'warmup_iters'),
+    ({'lr_config.powr': 1.0}, 'lr_config', 'powr', 'power'),
+    ({'model.test_cfg.crop_bach': 2}, 'model.test_cfg', 'crop_bach', 'crop_batch'),
+    ({'test_cfg': dict(mode='whole', mod='whole')}, 'test_cfg', 'mod', 'mode'),
+    ({'data.samples_per_gpus': 2}, 'data', 'samples_per_gpus', 'samples_per_gpu'),
+    ({'data.worker_per_gpu': 2}, 'data', 'worker_per_gpu', 'workers_per_gpu'),
+    ({'data.persistant_workers': False}, 'data', 'persistant_workers', 'persistent_workers'),
+    ({'data.train_dataloader': dict(shufle=False)}, 'data.train_dataloader', 'shufle', 'shuffle'),
+    ({'data.test_dataloader': dict(prefetch_factr=2)}, 'data.test_dataloader', 'prefetch_factr',
+     'prefetch_factor'),
+]
+
+
+@pytest.mark.parametrize('options,section,key,hint', MISSPELT, ids=[m[2] for m in MISSPELT])
+def test_one_misspelling_per_section_gets_its_did_you_mean(options, section, key, hint):
+    cfg = Config.fromfile(DEMO)
+    cfg.merge_from_dict(options)
+    with pytest.raises(ValueError) as info:
+        check_config(cfg, 'train')
+    message = str(info.value)
+    assert message.startswith(f'config {DEMO}:')
+    assert re.search(rf"\n  {section}: unknown key '{key}' \(did you mean '{hint}'\?\)", message), message
+    assert message.count('\n') == 1  # only that one
+
+
+def test_unknown_types_and_policies_get_their_did_you_mean():
+    cfg = Config.fromfile(DEMO)
+    cfg.merge_from_dict({'runner.type': 'IterBasedRuner', 'optimizer_config.type': 'OptimiserHook',
+                         'lr_config.policy': 'ploy',
+                         'log_config.hooks': [dict(type='TextLogerHook')]})
+    with pytest.raises(ValueError) as info:
+        check_config(cfg, 'train')
+    message = str(info.value)
+    for line in ("runner.type: unknown type 'IterBasedRuner' (did you mean 'IterBasedRunner'?)",
+                 "optimizer_config.type: unknown type 'OptimiserHook' (did you mean 'OptimizerHook'?)",
+                 "lr_config.policy: unknown policy 'ploy' (did you mean 'poly'?)",
+                 "log_config.hooks[0].type: unknown type 'TextLogerHook' (did you mean 'TextLoggerHook'?)"):
+        assert line in message, message
+
+
+def test_keys_the_tools_set_and_keys_mmcv_ignores_are_refused():
+    cfg = Config.fromfile(DEMO)
+    cfg.merge_from_dict({'data.dist': True, 'runner.work_dir': '/tmp/x', 'log_config.by_epoch': False})
+    with pytest.raises(ValueError) as info:
+        check_config(cfg, 'train')
+    message = str(info.value)
+    assert "data: 'dist' must not be set: the tools give the data loader" in message
+    assert "runner: unknown key 'work_dir'" in message
+    assert "log_config: unknown key 'by_epoch'" in message and "go in its dict in hooks" in message
+
+
+def test_test_mode_checks_what_the_test_reads():
+    cfg = Config.fromfile(DEMO)
+    cfg.merge_from_dict({'checkpoint_config.intervl': 5, 'model.test_cfg': dict(
+        mode='slide', crop_size=(64, 64), stride=(96, 64))})
+    with pytest.raises(ValueError) as info:
+        check_config(cfg, 'test')
+    message = str(info.value)
+    assert 'model.test_cfg: stride (96, 64) is larger than crop_size (64, 64)' in message
+    assert 'checkpoint_config' not in message  # tools/test.py builds no hooks
+    with pytest.raises(ValueError, match=r"checkpoint_config: unknown key 'intervl'"):
+        check_config(cfg, 'train')
