@@ -6,6 +6,7 @@
     labels, scores = segment_image(model, 'photo.jpg')   # (H, W) int64, (K, H, W) float32
 """
 import copy
+import os
 import os.path as osp
 from typing import Optional, Sequence, Tuple, Union
 
@@ -43,8 +44,8 @@ def init_model(config: Union[str, Config],
     with embeddings computed by the checkpoint's text encoder. The checkpoint must match the
     config's model exactly (``load_weights``).
     """
-    if isinstance(config, str):
-        cfg, name = Config.fromfile(config), config
+    if isinstance(config, (str, os.PathLike)):
+        cfg, name = Config.fromfile(str(config)), str(config)
     elif isinstance(config, Config):
         # a copy: the caller's config is left as it was (Config.copy() is a plain ConfigDict)
         cfg = copy.deepcopy(config)

@@ -73,18 +73,18 @@ def check_listed_files(img_infos: List[dict], img_dir: str, ann_dir: Optional[st
         and not osp.isfile(osp.join(ann_dir, i['ann']['seg_map']))]
     if not (missing_img or missing_ann):
         return
-    where = f' (listed in the split {split})' if split else ''
+    where = f' listed in the split {split}' if split else ''
     parts = []
     for what, paths in (('images', missing_img), ('label maps', missing_ann)):
         if paths:
             more = f', ... ({len(paths) - first} more)' if len(paths) > first else ''
-            parts.append(f'{len(paths)} of {len(img_infos)} {what} do not exist: '
+            parts.append(f'{len(paths)} of the {len(img_infos)} {what}{where} do not exist: '
                          f'{", ".join(paths[:first])}{more}')
     if missing_ann and not missing_img and len(missing_ann) == 1:
         img = [osp.join(img_dir, i['filename']) for i in img_infos
                if osp.join(ann_dir, i['ann']['seg_map']) == missing_ann[0]][0]
         parts = [f'image {img} has no label map: {missing_ann[0]} does not exist']
-    raise FileNotFoundError(f'dataset{where}: ' + '; '.join(parts))
+    raise FileNotFoundError('; '.join(parts))
 
 
 @DATASETS.register_module()
