@@ -8,10 +8,10 @@ import zipfile
 from typing import Any, Dict, Optional, Sequence
 
 from mmcv.parallel import is_module_wrapper
+from mmcv.runner.checkpoint import CheckpointLoader
 from mmcv.utils import print_log
 
-from ..utils.checkpoint import (CheckpointError, compare_state_dict, describe_keys, safe_load,
-                                state_dict_of)
+from ..utils.checkpoint import CheckpointError, compare_state_dict, describe_keys, state_dict_of
 from ..utils.vocabulary_names import same_names
 
 
@@ -78,7 +78,8 @@ def check_resume(checkpoint: str, model, cfg, world_size: int, allow_other_batch
         ValueError (CheckpointError for the weights) naming what differs, both sides.
     """
     inner = model.module if is_module_wrapper(model) else model
-    ckpt = safe_load(checkpoint)
+    # through MMCV's loader registry, as the runner's resume reads it (local paths: safe_load)
+    ckpt = CheckpointLoader.load_checkpoint(checkpoint, map_location='cpu')
     meta = (ckpt.get('meta') or {}) if isinstance(ckpt, dict) else {}
     state_dict = state_dict_of(ckpt, checkpoint)
     del ckpt

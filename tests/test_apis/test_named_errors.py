@@ -6,8 +6,6 @@ import os.path as osp
 import subprocess
 import sys
 
-import mmcv
-import numpy as np
 import pytest
 import torch
 from mmcv import Config
