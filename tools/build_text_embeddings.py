@@ -22,6 +22,7 @@ import torch  # noqa: E402
 from mmcv.utils import get_logger, print_log  # noqa: E402
 
 from cascade_clip.models.vocabulary import check_class_names  # noqa: E402
+from cascade_clip.utils.vocabulary_names import parse_class_list  # noqa: E402
 from cascade_clip.clip import MULTI_TEMPLATES, SINGLE_TEMPLATE  # noqa: E402
 from cascade_clip.models.backbones import CLIPTextEncoder  # noqa: E402
 from cascade_clip.clip.text_embeddings import compute_text_embeddings  # noqa: E402
@@ -45,11 +46,6 @@ PUBLISHED = {  # file -> (dataset, template)
 
 def dataset_classes(name: str):
     return list(DATASETS[name].CLASSES)
-
-
-def parse_class_list(text: str):
-    names = [n.strip() for n in text.replace('\n', ',').split(',')]
-    return [n for n in names if n]
 
 
 def build(encoder, names, template, batch_size, logger):
@@ -85,8 +81,10 @@ def main(argv=None):
     src = parser.add_mutually_exclusive_group()
     src.add_argument('--dataset', choices=list(DATASETS),
                      help='class names of a dataset, in its label order')
-    src.add_argument('--classes', help='comma-separated class names')
-    src.add_argument('--classes-file', help='a file with one class name per line (or commas)')
+    src.add_argument('--classes', help='comma-separated class names; quote a name that holds a '
+                     'comma: \'"ice cream, vanilla",dog\'')
+    src.add_argument('--classes-file', help='a file with one class name per line (or commas, '
+                     'quoted as in CSV)')
     src.add_argument('--published', action='store_true',
                      help='write the three files the published configs read into --out-dir')
     parser.add_argument('--template', choices=['single', 'multi'], default='single')

@@ -20,6 +20,7 @@ from mmcv.utils import get_logger, print_log  # noqa: E402
 import cascade_clip  # noqa: E402,F401
 from cascade_clip.apis import init_model, read_image, segment_image  # noqa: E402
 from cascade_clip.utils import draw_segmentation, legend_names  # noqa: E402
+from cascade_clip.utils.vocabulary_names import parse_class_list  # noqa: E402
 
 
 def main(argv=None):
@@ -27,7 +28,9 @@ def main(argv=None):
     parser.add_argument('image')
     parser.add_argument('--config', required=True)
     parser.add_argument('--checkpoint', required=True)
-    parser.add_argument('--classes', help='comma-separated class names (default: the config dataset\'s)')
+    parser.add_argument('--classes', help='comma-separated class names, quoted as in CSV when a '
+                        'name holds a comma: \'"ice cream, vanilla",dog\' (default: the config '
+                        'dataset\'s)')
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     parser.add_argument('--out', default='overlay.png', help='colour overlay with legend')
     parser.add_argument('--out-mask', help='label map PNG (class index per pixel)')
@@ -38,7 +41,7 @@ def main(argv=None):
         raise SystemExit(f'--opacity must be in (0, 1], got {args.opacity}')
     names = None
     if args.classes is not None:
-        names = [n.strip() for n in args.classes.split(',')]
+        names = parse_class_list(args.classes)
     try:
         img = read_image(args.image)
         model = init_model(args.config, args.checkpoint, device=args.device, class_names=names)

@@ -9,10 +9,14 @@ For each seed S: ``tools/train.py`` (``--launcher none``) or ``dist_train.sh CON
 on its last checkpoint with ``--eval mIoU --work-dir DIR/seed_S``. The metrics of every seed
 go to ``DIR/seeds.json`` with their mean and standard deviation (sample std, n - 1), and a
 table is logged. A seed whose ``eval_*.json`` already exists is not run again (rerun the
-command to finish an interrupted run; training restarts from its latest checkpoint).
+command to finish an interrupted run; training restarts from its latest checkpoint). Each seed
+folder records the resolved config, the options and the process count it was run with
+(``seeds_run.json``); a folder of another configuration is refused, naming what differs.
 """
 import argparse
+import difflib
 import glob
+import hashlib
 import json
 import math
 import os
@@ -88,6 +92,61 @@ def seed_commands(config: str, seed: int, seed_dir: str, launcher: str = 'none',
     return [train, test + test_args + opts]
 
 
+RUN_RECORD = 'seeds_run.json'  # per seed folder: the resolved config its results belong to
+
+
+def resolved_config(config: str, cfg_options: Sequence[str] = ()) -> str:
+    """The config text after ``--cfg-options`` as tools/train.py resolves it (``_base_`` files
+    merged, options parsed with MMCV's DictAction)."""
+    from mmcv.utils import Config, DictAction
+    path = config if osp.isfile(config) else osp.join(ROOT, config)  # the commands run in ROOT
+    cfg = Config.fromfile(path)
+    if cfg_options:
+        parser = argparse.ArgumentParser()
+        parser.add_argument('--cfg-options', nargs='+', action=DictAction)
+        cfg.merge_from_dict(parser.parse_args(['--cfg-options', *cfg_options]).cfg_options)
+    return cfg.pretty_text
+
+
+def run_record(config: str, cfg_options: Sequence[str], launcher: str, gpus: int) -> dict:
+    """What a seed's results depend on besides the seed: the resolved config, the options and
+    the number of processes; ``key`` is a hash of them."""
+    text = resolved_config(config, cfg_options)
+    processes = gpus if launcher != 'none' else 1
+    key = hashlib.sha256(json.dumps([text, list(cfg_options), launcher, processes]).encode()).hexdigest()
+    return dict(key=key, config=config, cfg_options=list(cfg_options), launcher=launcher,
+                processes=processes, resolved_config=text)
+
+
+def check_seed_dir(seed_dir: str, record: dict) -> None:
+    """RuntimeError when ``seed_dir`` holds results or checkpoints of another config, other
+    options or another process count (they would be re-reported, or resumed, as this one's)."""
+    path = osp.join(seed_dir, RUN_RECORD)
+    if osp.isfile(path):
+        with open(path) as f:
+            old = json.load(f)
+        if old.get('key') == record['key']:
+            return
+        what = [f'{k}: {old.get(k)!r} then, {record[k]!r} now' for k in
+                ('config', 'cfg_options', 'launcher', 'processes') if old.get(k) != record[k]]
+        diff = [line for line in difflib.unified_diff(
+            (old.get('resolved_config') or '').splitlines(), record['resolved_config'].splitlines(),
+            lineterm='', n=0) if line[:1] in '+-' and line[:3] not in ('+++', '---')]
+        if diff:
+            what.append('resolved config lines ' + ' | '.join(diff[:6])
+                        + (f' ... ({len(diff) - 6} more)' if len(diff) > 6 else ''))
+        raise RuntimeError(
+            f'{seed_dir} holds a run of another configuration ({"; ".join(what) or "another version"}): '
+            f'its results would be reported, or its checkpoints resumed, as this one\'s. Use another '
+            f'--work-dir (or move {seed_dir} away) to run this configuration')
+    done = glob.glob(osp.join(seed_dir, 'eval_*.json')) + glob.glob(osp.join(seed_dir, '*.pth'))
+    if done:
+        raise RuntimeError(
+            f'{seed_dir} holds results or checkpoints ({osp.basename(sorted(done)[0])}) without '
+            f'{RUN_RECORD}, the record of the configuration they belong to: they cannot be told '
+            f'from another configuration\'s. Use another --work-dir (or move {seed_dir} away)')
+
+
 def run_command(cmd: List[str], log_file: str, env: Optional[dict] = None) -> None:
     """Run ``cmd`` from the repository root, appending its output to ``log_file``."""
     with open(log_file, 'a') as log:
@@ -103,6 +162,10 @@ def run_seeds(config: str, seeds: Sequence[int], work_dir: str, launcher: str = 
               runner: Callable[[List[str], str, Optional[dict]], None] = run_command,
               logger=None) -> dict:
     """Train and test every seed not done yet, then aggregate and write ``seeds.json``."""
+    record = run_record(config, cfg_options, launcher, gpus)
+    # every seed folder is checked before any seed runs
+    for seed in seeds:
+        check_seed_dir(osp.join(work_dir, f'seed_{seed}'), record)
     os.makedirs(work_dir, exist_ok=True)
     env = dict(os.environ, PYTHON=sys.executable)
     rows = []
@@ -111,6 +174,8 @@ def run_seeds(config: str, seeds: Sequence[int], work_dir: str, launcher: str = 
         metrics = latest_eval(seed_dir)
         if metrics is None:
             os.makedirs(seed_dir, exist_ok=True)
+            with open(osp.join(seed_dir, RUN_RECORD), 'w') as f:
+                json.dump(record, f, indent=1)
             start = time.time()
             for cmd in seed_commands(config, seed, seed_dir, launcher, gpus, cfg_options, show):
                 print_log(f'seed {seed}: {" ".join(cmd)}', logger)
@@ -123,7 +188,7 @@ def run_seeds(config: str, seeds: Sequence[int], work_dir: str, launcher: str = 
             print_log(f'seed {seed}: results already in {seed_dir}, not run again', logger)
         rows.append(dict(seed=seed, **{k: metrics[k] for k in KEYS if k in metrics}))
     summary = aggregate(rows)
-    result = dict(config=config, seeds=rows, mean={k: v['mean'] for k, v in summary.items()},
+    result = dict(config=config, cfg_options=list(cfg_options), config_key=record['key'], seeds=rows, mean={k: v['mean'] for k, v in summary.items()},
                   std={k: v['std'] for k, v in summary.items()}, std_ddof=1)
     with open(osp.join(work_dir, 'seeds.json'), 'w') as f:
         json.dump(result, f, indent=1)

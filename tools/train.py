@@ -2,7 +2,7 @@
 
     python tools/train.py CONFIG [--work-dir DIR] [--load-from CKPT] [--resume-from CKPT]
         [--seed N] [--deterministic] [--cfg-options k=v ...] [--launcher pytorch]
-        [--total-batch N]
+        [--total-batch N] [--auto-resume] [--resume-any-batch]
 
 ``--total-batch N`` keeps the effective batch N (the published runs: 4 GPUs x 4 images = 16)
 on fewer GPUs: the K = N / (processes x samples_per_gpu) micro-batches of each step are
@@ -33,6 +33,8 @@ import cascade_clip  # noqa: E402,F401
 from cascade_clip.apis import (check_model_matches_dataset, init_distributed,  # noqa: E402
                                train_segmentor)
 from cascade_clip.apis.config_checks import check_config  # noqa: E402
+from cascade_clip.apis.checks import (RUN_META_KEY, check_training_values,  # noqa: E402
+                                      training_run_meta)
 from cascade_clip.apis.train import ACCUMULATING_HOOKS  # noqa: E402
 from cascade_clip.apis.work_dir import lock_work_dir  # noqa: E402
 from cascade_clip.utils.checkpoint import check_local_source  # noqa: E402
@@ -49,6 +51,10 @@ def parse_args(argv=None):
                         'weights and log every key that was skipped')
     parser.add_argument('--resume-from', help='the checkpoint file to resume from')
     parser.add_argument('--auto-resume', action='store_true', help='resume from the latest checkpoint')
+    parser.add_argument('--resume-any-batch', action='store_true',
+                        help='resume although data.samples_per_gpu, the accumulated micro-batches '
+                        'or the number of processes differ from the checkpoint\'s run (refused '
+                        'otherwise: the data order changes); a warning is logged')
     parser.add_argument('--no-validate', action='store_true', help='do not evaluate during training')
     parser.add_argument('--gpu-id', type=int, default=0, help='id of the GPU (non-distributed)')
     parser.add_argument('--seed', type=int, default=None, help='random seed')
@@ -113,6 +119,7 @@ def main(argv=None):
             check_local_source(cfg.get(key), f'{key} checkpoint')
         except ValueError as e:
             raise SystemExit(f'error: {e}')
+    cfg.resume_any_batch = args.resume_any_batch
     cfg.gpu_ids = [args.gpu_id]
     cfg.device = 'cuda' if torch.cuda.is_available() else 'cpu'
 
@@ -121,6 +128,7 @@ def main(argv=None):
     if distributed:
         cfg.gpu_ids = range(world_size)
 
+    check_training_values(cfg)  # before the work dir, the datasets and the model
     if args.total_batch is not None:
         set_total_batch(cfg, args.total_batch, world_size)
 
@@ -171,7 +179,8 @@ def main(argv=None):
             cascade_clip_version=cascade_clip.__version__,
             config=cfg.pretty_text,
             CLASSES=list(datasets[0].CLASSES),
-            PALETTE=[list(map(int, c)) for c in datasets[0].PALETTE] if datasets[0].PALETTE is not None else None)
+            PALETTE=[list(map(int, c)) for c in datasets[0].PALETTE] if datasets[0].PALETTE is not None else None,
+            **{RUN_META_KEY: training_run_meta(model, cfg, world_size)})  # checked on resume
     train_segmentor(model, datasets, cfg, distributed=distributed, validate=not args.no_validate,
                     timestamp=timestamp, meta=meta)
 

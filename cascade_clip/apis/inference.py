@@ -5,6 +5,8 @@
     model.set_vocabulary(['cat', 'sofa', 'window'])
     labels, scores = segment_image(model, 'photo.jpg')   # (H, W) int64, (K, H, W) float32
 """
+import copy
+import os
 import os.path as osp
 from typing import Optional, Sequence, Tuple, Union
 
@@ -42,8 +44,15 @@ def init_model(config: Union[str, Config],
     with embeddings computed by the checkpoint's text encoder. The checkpoint must match the
     config's model exactly (``load_weights``).
     """
-    cfg = Config.fromfile(config) if isinstance(config, str) else config.copy()
-    name = config if isinstance(config, str) else (cfg.filename or 'the given config')
+    if isinstance(config, (str, os.PathLike)):
+        cfg, name = Config.fromfile(str(config)), str(config)
+    elif isinstance(config, Config):
+        # a copy: the caller's config is left as it was (Config.copy() is a plain ConfigDict)
+        cfg = copy.deepcopy(config)
+        name = cfg.filename or 'the given config'
+    else:
+        raise TypeError(f'init_model: config must be a config file path or an mmcv.Config, '
+                        f'got {type(config).__name__}')
     cfg.model.pretrained = None
     cfg.model.train_cfg = None
     if class_names is not None:

@@ -9,10 +9,11 @@ from mmcv.utils import build_from_cfg
 from mmcv.runner import HOOKS
 from mmseg.core import DistEvalHook, EvalHook, build_optimizer
 from mmseg.datasets import build_dataloader, build_dataset
-from mmseg.utils import find_latest_checkpoint, get_root_logger
+from mmseg.utils import get_root_logger
 
 from ..core import NonFiniteLossHook
 from .checkpoint import load_weights
+from .checks import check_resume, check_training_values, find_resume_checkpoint
 from .dist import broadcast_module
 
 
@@ -129,6 +130,7 @@ def optimizer_hook_config(cfg, device: str, distributed: bool) -> dict:
 
 def train_segmentor(model, dataset, cfg, distributed=False, validate=False, timestamp=None, meta=None):
     """Train ``model`` as ``mmseg.apis.train_segmentor`` does (same config keys)."""
+    check_training_values(cfg)
     logger = get_root_logger(cfg.log_level)
     dataset = dataset if isinstance(dataset, (list, tuple)) else [dataset]
     device = cfg.get('device', 'cuda' if torch.cuda.is_available() else 'cpu')
@@ -184,10 +186,12 @@ def train_segmentor(model, dataset, cfg, distributed=False, validate=False, time
         runner.register_hook(build_from_cfg(hook_cfg, HOOKS), priority=priority)
 
     if cfg.resume_from is None and cfg.get('auto_resume'):
-        resume_from = find_latest_checkpoint(cfg.work_dir)
+        resume_from = find_resume_checkpoint(cfg.work_dir, logger)
         if resume_from is not None:
             cfg.resume_from = resume_from
     if cfg.resume_from:
+        check_resume(cfg.resume_from, model, cfg, get_dist_info()[1] if distributed else 1,
+                     cfg.get('resume_any_batch', False), logger)
         runner.resume(cfg.resume_from, map_location='cpu' if device == 'cpu' else 'default')
     elif cfg.load_from:
         load_weights(model, cfg.load_from, config=cfg.filename, strict=not cfg.get('load_partial', False),

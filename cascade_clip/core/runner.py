@@ -1,4 +1,5 @@
 """Runner whose checkpoints are written atomically and resume exactly."""
+import errno
 import os
 import os.path as osp
 import platform
@@ -29,6 +30,18 @@ def atomic_save_checkpoint(model, filepath: str, optimizer=None, meta=None) -> N
     try:
         save_checkpoint(model, tmp, optimizer=optimizer, meta=meta)
         os.replace(tmp, filepath)
+    except (OSError, RuntimeError) as e:
+        # torch reports a full disk as a RuntimeError of its zip writer; name the file and
+        # the space left (the temporary file is removed below, the last checkpoint kept)
+        if isinstance(e, OSError) and e.errno != errno.ENOSPC or \
+                not isinstance(e, OSError) and 'No space left' not in str(e):
+            raise
+        if osp.exists(tmp):
+            os.remove(tmp)
+        free = shutil.disk_usage(osp.dirname(osp.abspath(filepath))).free
+        raise OSError(errno.ENOSPC, f'no space left on the device to write the checkpoint '
+                      f'{filepath} ({free / 2**20:.1f} MiB free there); free some space or '
+                      f'choose another --work-dir, then resume from the last checkpoint') from e
     finally:
         if osp.exists(tmp):
             os.remove(tmp)

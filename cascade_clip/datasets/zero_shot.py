@@ -77,6 +77,31 @@ def check_split_entries(split: str, img_infos: List[dict], img_suffix: str, img_
             raise ValueError(f'split file {split}, line {line}: entry {entry!r} resolves outside '
                              f'the dataset folders {where} (absolute or with ".."); split entries '
                              f'are image names relative to img_dir, without suffix')
+def check_listed_files(img_infos: List[dict], img_dir: str, ann_dir: Optional[str],
+                       split: Optional[str] = None, first: int = 5) -> None:
+    """FileNotFoundError listing the first ``first`` images (and label maps) the dataset lists
+    that do not exist, with their counts: found when the dataset is built, not when training
+    reaches them."""
+    missing_img = [osp.join(img_dir, i['filename']) for i in img_infos
+                   if not osp.isfile(osp.join(img_dir, i['filename']))]
+    missing_ann = [] if ann_dir is None else [
+        osp.join(ann_dir, i['ann']['seg_map']) for i in img_infos
+        if osp.isfile(osp.join(img_dir, i['filename']))
+        and not osp.isfile(osp.join(ann_dir, i['ann']['seg_map']))]
+    if not (missing_img or missing_ann):
+        return
+    where = f' listed in the split {split}' if split else ''
+    parts = []
+    for what, paths in (('images', missing_img), ('label maps', missing_ann)):
+        if paths:
+            more = f', ... ({len(paths) - first} more)' if len(paths) > first else ''
+            parts.append(f'{len(paths)} of the {len(img_infos)} {what}{where} do not exist: '
+                         f'{", ".join(paths[:first])}{more}')
+    if missing_ann and not missing_img and len(missing_ann) == 1:
+        img = [osp.join(img_dir, i['filename']) for i in img_infos
+               if osp.join(ann_dir, i['ann']['seg_map']) == missing_ann[0]][0]
+        parts = [f'image {img} has no label map: {missing_ann[0]} does not exist']
+    raise FileNotFoundError('; '.join(parts))
 
 
 @DATASETS.register_module()
@@ -131,12 +156,7 @@ class ZeroShotDataset(CustomDataset):
         super().__init__(pipeline, img_dir, **kwargs)
         if not osp.isdir(self.img_dir):
             raise FileNotFoundError(f'image folder not found: {self.img_dir}')
-        if self.ann_dir is not None:
-            for info in self.img_infos:
-                seg = osp.join(self.ann_dir, info['ann']['seg_map'])
-                if not osp.isfile(seg):
-                    raise FileNotFoundError(f'image {osp.join(self.img_dir, info["filename"])} '
-                                            f'has no label map: {seg} does not exist')
+        check_listed_files(self.img_infos, self.img_dir, self.ann_dir, self.split)
         n = len(self.CLASSES)
         unseen = sorted(int(i) for i in unseen_classes)
         outside = [i for i in unseen if not 0 <= i < n]
@@ -144,6 +164,35 @@ class ZeroShotDataset(CustomDataset):
             raise ValueError(f'unseen_classes {outside} are outside the {n} classes')
         self.unseen_classes = unseen
         self.seen_classes = [i for i in range(n) if i not in set(unseen)]
+
+    def prepare_train_img(self, idx):
+        return self._named_errors(super().prepare_train_img, idx)
+
+    def prepare_test_img(self, idx):
+        return self._named_errors(super().prepare_test_img, idx)
+
+    def _named_errors(self, prepare, idx):
+        """``prepare(idx)``; an error inside the pipeline is raised again naming the sample's
+        image and label map (a truncated JPEG otherwise fails deep inside as
+        "'NoneType' object has no attribute 'shape'")."""
+        try:
+            return prepare(idx)
+        except Exception as e:  # noqa: B902 - re-raised with the file names, same type
+            info = self.img_infos[idx]
+            img = osp.join(self.img_dir, info['filename'])
+            if osp.isfile(img) and mmcv.imread(img) is None:  # mmcv returns None for a file OpenCV cannot decode
+                raise ValueError(f'cannot read image {img} (sample {idx}): the file is truncated, '
+                                 f'corrupt or not an image') from e
+            if str(img) in str(e):
+                raise
+            files = f'image {img}'
+            if self.ann_dir is not None and 'ann' in info:
+                files += f', label map {osp.join(self.ann_dir, info["ann"]["seg_map"])}'
+            try:
+                named = type(e)(f'{e} (sample {idx}: {files})')
+            except Exception:  # noqa: B902 - an exception type with other arguments
+                raise e
+            raise named from e
 
     def load_annotations(self, img_dir, img_suffix, ann_dir, seg_map_suffix, split):
         img_infos = super().load_annotations(img_dir, img_suffix, ann_dir, seg_map_suffix, split)

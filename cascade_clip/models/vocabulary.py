@@ -6,11 +6,14 @@ embeddings. The segmentor owns it (``CascadeCLIP.vocabulary``) and changes it on
 training, the seen-class calibration, pseudo-labelling, ``num_classes``, ``CLASSES`` /
 ``PALETTE``) is derived from it.
 """
+import logging
 import re
 from typing import Optional, Sequence, Tuple
 
 import numpy as np
 import torch
+from mmcv.utils import print_log
+from mmseg.utils import get_root_logger
 
 from ..utils.visualize import default_palette
 from ..utils.vocabulary_names import normalise_name
@@ -42,9 +45,17 @@ def check_embeddings(emb: torch.Tensor, names: Sequence[str], dim: Optional[int]
     """(K, D) float32 copy of ``emb``; ValueError naming the row and class for a non-finite or
     zero-norm row, or for a shape that does not fit the names / width ``dim``."""
     where = f' in {source}' if source else ''
+    if not isinstance(emb, torch.Tensor):
+        arr = np.asarray(emb)
+        if arr.dtype.kind != 'f':  # ints, bools, complex, strings, objects: not embeddings
+            raise ValueError(f'text embeddings{where} have dtype {arr.dtype}, expected a '
+                             f'floating-point (K, D) array (float16, float32 or float64)')
+        emb = torch.from_numpy(arr.astype(np.float32))
+    elif not emb.is_floating_point():
+        raise ValueError(f'text embeddings{where} have dtype {emb.dtype}, expected a '
+                         f'floating-point (K, D) tensor')
     # validated where it is (no device move: a torch.device context must not redirect it)
-    emb = emb.detach().float() if isinstance(emb, torch.Tensor) else \
-        torch.from_numpy(np.asarray(emb, dtype=np.float32))
+    emb = emb.detach().float()
     want = f'({len(names)}, {dim if dim is not None else "D"})'
     if emb.ndim != 2 or emb.shape[0] != len(names):
         raise ValueError(f'text embeddings{where} have shape {tuple(emb.shape)}, expected {want}: '
@@ -63,6 +74,30 @@ def check_embeddings(emb: torch.Tensor, names: Sequence[str], dim: Optional[int]
         raise ValueError(f'text embedding row {i} (class {names[i]!r}){where} is all zeros '
                          f'(zero norm), like {int(zero.sum())} row(s) in all')
     return emb.contiguous()
+
+
+# How far a row's norm may be from 1 before the file is reported as not normalised. The
+# project's tool writes float32 rows normalised to ~1e-7; the published files are float16, whose
+# rounding leaves norms within ~5e-4 of 1. 1e-2 is well above both and far below what an
+# un-normalised file shows (CLIP ViT-B/16 text features have norms of several units).
+UNIT_NORM_TOLERANCE = 1e-2
+
+
+def unit_rows(emb: torch.Tensor, source: Optional[str] = None, logger=None) -> torch.Tensor:
+    """``emb`` (K, D) with every row L2-normalised, as the head expects (the scores are dot
+    products with the image embeddings: a row's length would scale its class's scores). A
+    warning names ``source`` when some row's norm differs from 1 by more than
+    :data:`UNIT_NORM_TOLERANCE`. Rows must be non-zero (``check_embeddings``)."""
+    norms = emb.norm(dim=1, keepdim=True)
+    off = (norms - 1).abs().squeeze(1) > UNIT_NORM_TOLERANCE
+    if off.any():
+        i = int(off.nonzero()[0])
+        print_log(f'text embeddings{f" in {source}" if source else ""}: {int(off.sum())} of '
+                  f'{emb.shape[0]} rows are not unit length (row {i} has norm '
+                  f'{float(norms[i]):.4g}); they are L2-normalised, as the published files and '
+                  f'tools/build_text_embeddings.py write them', logger or get_root_logger(),
+                  level=logging.WARNING)
+    return emb / norms
 
 
 class Vocabulary:

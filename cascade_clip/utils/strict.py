@@ -41,14 +41,41 @@ def unknown_argument_message(unknown: List[str], valid: Iterable[str], what: str
     return '; '.join(parts)
 
 
+# Keys the published config files carry that mean nothing to a class here, with the values
+# they may take. A class lists those it accepts in ``PUBLISHED_KEYS``; they are checked and
+# dropped before its constructor runs.
+PUBLISHED_KEY_VALUES = {
+    # MMSeg's ResNet argument (where a bottleneck's stride-2 convolution sits), copied into the
+    # published configs' ViT and text-encoder dicts; it has no meaning for a transformer
+    'style': ('pytorch', 'caffe'),
+}
+
+
+def drop_published_keys(cls: type, kwargs: dict) -> dict:
+    """``kwargs`` without the ``PUBLISHED_KEYS`` of ``cls``; ValueError for a value the
+    published code would not accept either."""
+    keys = getattr(cls, 'PUBLISHED_KEYS', ())
+    out = dict(kwargs)
+    for key in keys:
+        if key in out:
+            value = out.pop(key)
+            allowed = PUBLISHED_KEY_VALUES.get(key)
+            if allowed is not None and value not in allowed:
+                raise ValueError(f'{cls.__name__}: {key}={value!r} is not one of {list(allowed)} '
+                                 f'(a key of the published configs, accepted and unused)')
+    return out
+
+
 def strict_kwargs(cls: type) -> type:
     """Class decorator: ``cls(**kwargs)`` raises TypeError for any keyword no constructor in its
-    chain accepts, naming it and the closest valid one."""
+    chain accepts, naming it and the closest valid one. Keys the class lists in
+    ``PUBLISHED_KEYS`` (see :data:`PUBLISHED_KEY_VALUES`) are accepted and dropped."""
     init = cls.__init__
     valid = accepted_arguments(cls)
 
     @functools.wraps(init)
     def __init__(self, *args, **kwargs):
+        kwargs = drop_published_keys(cls, kwargs)
         unknown = [k for k in kwargs if k not in valid]
         if unknown:
             raise TypeError(unknown_argument_message(unknown, valid))

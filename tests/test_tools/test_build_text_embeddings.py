@@ -87,3 +87,25 @@ def test_published_files(tiny_clip, tmp_path):
     assert shapes == {'coco_stuff_multi.npy': (171, 32), 'voc20_single.npy': (20, 32), 'context59_multi.npy': (59, 32)}
     voc = np.load(tmp_path / 'voc20_single.npy')
     np.testing.assert_allclose(voc, direct(tiny_clip[0], list(ZeroPascalVOCDataset20.CLASSES), ['a photo of a {}']), atol=1e-5)
+
+
+@pytest.mark.parametrize('text,names', [
+    ('"ice cream, vanilla",dog', ['ice cream, vanilla', 'dog']),
+    ('dog, "ice cream, vanilla" ,cat', ['dog', 'ice cream, vanilla', 'cat']),
+    ('cat, sofa,window,', ['cat', 'sofa', 'window']),
+    ('red flat\nblue dots\n\n"a, b"', ['red flat', 'blue dots', 'a, b']),
+])
+def test_class_lists_are_read_as_csv(text, names):
+    from cascade_clip.utils.vocabulary_names import parse_class_list
+    assert parse_class_list(text) == names
+
+
+def test_quoted_class_name_with_a_comma(tiny_clip, tmp_path):
+    out = tmp_path / 'q.npy'
+    r = run('--clip', tiny_clip[0], '--classes', '"ice cream, vanilla",dog', '--out', str(out),
+            '--heads', '4')
+    assert r.returncode == 0, r.stderr
+    arr = np.load(out)
+    assert arr.shape == (2, 32)  # two classes, not three
+    np.testing.assert_allclose(arr, direct(tiny_clip[0], ['ice cream, vanilla', 'dog'],
+                                           ['a photo of a {}']), atol=1e-5)

@@ -62,6 +62,8 @@ def test_published_config_loads_and_builds_full_size(path, tmp_path):
     assert cfg.lr_config.warmup_iters == 1500 and cfg.lr_config.power == 0.9
     assert m.test_cfg.mode == 'slide' and tuple(m.test_cfg.stride) == (426, 426)
     assert cfg.custom_imports['imports'] == ['cascade_clip']
+    # as in the published files (MMSeg's ResNet key, accepted and unused): built below
+    assert m.backbone.style == 'pytorch' and m.text_encoder.style == 'pytorch'
     # a stand-in embedding file of the right shape: the real ones are made from ViT-B-16.pt
     emb = tmp_path / 'emb.npy'
     np.save(emb, np.ones((n, 512), np.float32) / np.sqrt(512))

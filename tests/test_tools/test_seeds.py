@@ -43,16 +43,23 @@ def fake_runner(calls, metrics_by_seed):
     return run
 
 
-def test_orchestration_commands_resume_and_json(tmp_path):
+@pytest.fixture
+def config(tmp_path):
+    path = tmp_path / 'x.py'
+    path.write_text('a = dict(b=0, c=[1, 2])\nlr = 0.1\n')
+    return str(path)
+
+
+def test_orchestration_commands_resume_and_json(tmp_path, config):
     work = str(tmp_path / 'w')
     metrics = {s: dict(mIoU_seen=0.1 * (s + 1), mIoU_unseen=0.2, hIoU=0.15, mIoU=0.3, aAcc=0.9)
                for s in (0, 1, 2)}
     calls = []
-    res = seeds.run_seeds('configs/x.py', [0, 1], work, cfg_options=['a.b=1'],
+    res = seeds.run_seeds(config, [0, 1], work, cfg_options=['a.b=1'],
                           runner=fake_runner(calls, metrics))
     assert len(calls) == 4  # train + test per seed
     train, test = calls[0], calls[1]
-    assert train[1] == 'tools/train.py' and train[2] == 'configs/x.py'
+    assert train[1] == 'tools/train.py' and train[2] == config
     assert train[train.index('--work-dir') + 1] == osp.join(work, 'seed_0')
     assert train[train.index('--seed') + 1] == '0' and '--deterministic' in train
     assert train[-2:] == ['--cfg-options', 'a.b=1'] and test[-2:] == ['--cfg-options', 'a.b=1']
@@ -66,7 +73,8 @@ def test_orchestration_commands_resume_and_json(tmp_path):
     assert on_disk['std']['mIoU_seen'] == pytest.approx(0.0707106781)  # |0.1 - 0.2| / sqrt(2)
     # a second run with one more seed only trains and tests the new one
     calls.clear()
-    res = seeds.run_seeds('configs/x.py', [0, 1, 2], work, runner=fake_runner(calls, metrics))
+    res = seeds.run_seeds(config, [0, 1, 2], work, cfg_options=['a.b=1'],
+                          runner=fake_runner(calls, metrics))
     assert len(calls) == 2 and all(osp.join(work, 'seed_2') in ' '.join(c) for c in calls)
     assert res['mean']['mIoU_seen'] == pytest.approx(0.2)
 
@@ -78,9 +86,45 @@ def test_distributed_commands_use_the_dist_scripts():
     assert test[test.index('--show-dir') + 1] == 'w/seed_3/overlays'
 
 
-def test_failed_seed_is_reported(tmp_path):
+def test_failed_seed_is_reported(tmp_path, config):
     def failing(cmd, log_file, env):
         raise RuntimeError('train failed')
     with pytest.raises(RuntimeError, match='train failed'):
-        seeds.run_seeds('c.py', [0], str(tmp_path), runner=failing)
-    assert not os.path.exists(osp.join(tmp_path, 'seeds.json'))
+        seeds.run_seeds(config, [0], str(tmp_path / 'w'), runner=failing)
+    assert not os.path.exists(osp.join(tmp_path, 'w', 'seeds.json'))
+
+
+def test_results_of_another_config_or_options_are_not_reported(tmp_path, config):
+    work = str(tmp_path / 'w')
+    metrics = {0: dict(mIoU=0.3), 1: dict(mIoU=0.5)}
+    calls = []
+    seeds.run_seeds(config, [0], work, cfg_options=['a.b=1'], runner=fake_runner(calls, metrics))
+    assert len(calls) == 2
+    calls.clear()
+    # other options: refused before any seed runs (seed 1 is new, seed 0 holds a.b=1 results)
+    with pytest.raises(RuntimeError) as e:
+        seeds.run_seeds(config, [1, 0], work, cfg_options=['a.b=2'], runner=fake_runner(calls, metrics))
+    msg = str(e.value)
+    assert osp.join(work, 'seed_0') in msg and "cfg_options: ['a.b=1'] then, ['a.b=2'] now" in msg
+    assert '-a = dict(b=1, c=[1, 2])' in msg and '+a = dict(b=2, c=[1, 2])' in msg
+    assert calls == [] and not osp.exists(osp.join(work, 'seed_1'))
+    # the same options but the config file edited: the resolved text differs
+    with open(config, 'a') as f:
+        f.write('lr = 0.2\n')
+    with pytest.raises(RuntimeError, match=r'resolved config lines -lr = 0.1 \| \+lr = 0.2'):
+        seeds.run_seeds(config, [0], work, cfg_options=['a.b=1'], runner=fake_runner(calls, metrics))
+    # another process count is another run too
+    with open(config, 'w') as f:
+        f.write('a = dict(b=0, c=[1, 2])\nlr = 0.1\n')
+    with pytest.raises(RuntimeError, match="processes: 1 then, 2 now"):
+        seeds.run_seeds(config, [0], work, launcher='pytorch', gpus=2, cfg_options=['a.b=1'],
+                        runner=fake_runner(calls, metrics))
+    # unchanged: reported again without running
+    res = seeds.run_seeds(config, [0], work, cfg_options=['a.b=1'], runner=fake_runner(calls, metrics))
+    assert calls == [] and res['seeds'][0]['mIoU'] == 0.3
+    # results without a record (an older tool's) cannot be attributed
+    os.remove(osp.join(work, 'seed_0', seeds.RUN_RECORD))
+    with pytest.raises(RuntimeError, match=r'holds results or checkpoints \(eval_20240101_000000.json\) '
+                       r'without seeds_run.json'):
+        seeds.run_seeds(config, [0], work, cfg_options=['a.b=1'], runner=fake_runner(calls, metrics))
+    assert calls == []

@@ -155,9 +155,15 @@ def test_format_only_and_aug_test(dist_trained, demo_data, tmp_path):
 def test_resume_continues_from_saved_iteration(dist_trained, demo_data, tmp_path):
     work, _ = dist_trained
     resumed = str(tmp_path / 'resumed')
+    # trained by 2 processes, resumed by 1: another data order, so only when asked for
+    with pytest.raises(AssertionError, match=r'the batch layout differs \(world_size 2 -> 1;'):
+        run([PY, 'tools/train.py', CONFIG, '--work-dir', resumed, '--resume-from',
+             osp.join(work, 'iter_2.pth'), '--no-validate', '--cfg-options',
+             *options(demo_data, iters=4, interval=4)])
     out = run([PY, 'tools/train.py', CONFIG, '--work-dir', resumed, '--resume-from',
-               osp.join(work, 'iter_2.pth'), '--no-validate', '--cfg-options',
+               osp.join(work, 'iter_2.pth'), '--no-validate', '--resume-any-batch', '--cfg-options',
                *options(demo_data, iters=4, interval=4)])
+    assert 'with another batch layout (world_size 2 -> 1) as asked' in out
     assert 'resumed from epoch: 1, iter 2' in out
     assert 'Iter [3/4]' in out and 'Iter [1/4]' not in out
     ckpt = safe_load(osp.join(resumed, 'iter_4.pth'))

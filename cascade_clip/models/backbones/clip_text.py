@@ -20,7 +20,13 @@ class CLIPTextEncoder(BaseModule):
 
     ``forward(text)``: token ids (N, L <= context_length), each row ending with the
     end-of-text token (the largest id) -> (N, embed_dim) text features (not normalised).
+
+    ``style`` (a key of the published configs) is accepted and unused: MMSeg's ResNet
+    argument, copied into the published text-encoder configs, with no meaning here.
     """
+
+    # accepted and dropped (cascade_clip.utils.strict.PUBLISHED_KEY_VALUES gives the reason)
+    PUBLISHED_KEYS = ('style', )
 
     def __init__(self,
                  context_length: int = 77,

@@ -34,6 +34,9 @@ class CLIPVisionTransformer(BaseModule):
             ``torch.utils.checkpoint`` (random state preserved, so drop-path and dropout
             recompute identically); only the blocks' inputs are kept for the backward pass.
 
+    ``style`` (a key of the published configs) is accepted and unused: MMSeg's ResNet
+    argument, copied into the published ViT configs, with no meaning for a ViT.
+
     Returns (``forward``): :class:`VisualFeatures` with ``levels`` the raw (B, width, h, w)
     outputs of the ``out_indices`` blocks, and (with ``get_embeddings``) ``dense`` the
     L2-normalised (B, output_dim, h, w) dense embedding and ``global_emb`` (B, output_dim).
@@ -79,6 +82,9 @@ class CLIPVisionTransformer(BaseModule):
         if get_embeddings:
             self.ln_post = LayerNorm(width)
             self.proj = nn.Parameter(scale * torch.randn(width, output_dim))
+
+    # accepted and dropped (cascade_clip.utils.strict.PUBLISHED_KEY_VALUES gives the reason)
+    PUBLISHED_KEYS = ('style', )
 
     # ------------------------------------------------------------------ loading
     # parameters that CLIP files do not have (the prompted subclass adds some)

@@ -18,7 +18,8 @@ class VPTCLIPVisionTransformer(CLIPVisionTransformer):
     """CLIP ViT with visual prompt tuning (deep visual prompts, multi-level outputs), the Cascade-CLIP image encoder.
 
     Extra args:
-        num_tokens: prompt tokens inserted after the class token.
+        num_tokens: prompt tokens inserted after the class token; 0 = no prompts (no prompt
+            parameters: the plain CLIP ViT, the cascade on a frozen CLIP).
         prompt_dim: width of the prompts (must equal ``width``).
         total_d_layer: blocks 1..total_d_layer get fresh (deep) prompts; 0 = shallow
             prompts inserted once and kept through all blocks.
@@ -59,8 +60,9 @@ class VPTCLIPVisionTransformer(CLIPVisionTransformer):
                              f'are tokens of the transformer')
         if not 0 <= total_d_layer < layers:
             raise ValueError(f'total_d_layer must lie in [0, layers={layers}), got {total_d_layer}')
-        if num_tokens < 1:
-            raise ValueError(f'num_tokens must be >= 1, got {num_tokens}')
+        if isinstance(num_tokens, bool) or not isinstance(num_tokens, int) or num_tokens < 0:
+            raise ValueError(f'num_tokens must be a whole number >= 0 (0: no prompts), got '
+                             f'{num_tokens!r}')
         super().__init__(
             input_resolution=input_resolution,
             patch_size=patch_size,
@@ -82,15 +84,21 @@ class VPTCLIPVisionTransformer(CLIPVisionTransformer):
         self.ln_layers = nn.ModuleList(LayerNorm(width) for _ in self.out_indices)
         self.proj_layers = nn.Parameter(scale * torch.randn(len(self.out_indices), width, output_dim))
 
-        val = math.sqrt(6. / float(3 * patch_size * patch_size + prompt_dim))
-        self.prompt_embeddings = nn.Parameter(torch.empty(1, num_tokens, prompt_dim).uniform_(-val, val))
-        if total_d_layer > 0:
-            self.deep_prompt_embeddings = nn.Parameter(
-                torch.empty(total_d_layer, num_tokens, prompt_dim).uniform_(-val, val))
-        self.prompt_proj = nn.Linear(prompt_dim, prompt_dim)
-        nn.init.kaiming_normal_(self.prompt_proj.weight, a=0, mode='fan_out')
-        self.prompt_norm = LayerNorm(prompt_dim, eps=1e-6)
-        self.prompt_dropout = nn.Dropout(0.1)
+        if num_tokens == 0:
+            # no prompts: the cascade on a frozen CLIP; the tokens are the plain CLIP ViT's
+            # (no prompt parameters, and no extra LayerNorm before the projections)
+            self.prompt_norm = nn.Identity()
+        else:
+            val = math.sqrt(6. / float(3 * patch_size * patch_size + prompt_dim))
+            self.prompt_embeddings = nn.Parameter(
+                torch.empty(1, num_tokens, prompt_dim).uniform_(-val, val))
+            if total_d_layer > 0:
+                self.deep_prompt_embeddings = nn.Parameter(
+                    torch.empty(total_d_layer, num_tokens, prompt_dim).uniform_(-val, val))
+            self.prompt_proj = nn.Linear(prompt_dim, prompt_dim)
+            nn.init.kaiming_normal_(self.prompt_proj.weight, a=0, mode='fan_out')
+            self.prompt_norm = LayerNorm(prompt_dim, eps=1e-6)
+            self.prompt_dropout = nn.Dropout(0.1)
         self._level = {idx: k for k, idx in enumerate(self.out_indices)}
 
     def _prompt(self, emb: torch.Tensor, batch: int, dtype: torch.dtype) -> torch.Tensor:
@@ -107,13 +115,14 @@ class VPTCLIPVisionTransformer(CLIPVisionTransformer):
     def forward(self, x: torch.Tensor) -> VisualFeatures:
         x, h, w = self.embed(x)
         B, n, T = x.shape[0], h * w, self.num_tokens
-        x = torch.cat([x[:, :1], self._prompt(self.prompt_embeddings, B, x.dtype), x[:, 1:]], dim=1)
+        if T:
+            x = torch.cat([x[:, :1], self._prompt(self.prompt_embeddings, B, x.dtype), x[:, 1:]], dim=1)
         features = []
         for i, blk in enumerate(self.transformer.resblocks):
-            if 1 <= i <= self.total_d_layer:
+            if T and 1 <= i <= self.total_d_layer:
                 deep = self._prompt(self.deep_prompt_embeddings[i - 1], B, x.dtype)
                 x = torch.cat([x[:, :1], deep, x[:, 1 + T:]], dim=1)
-            elif self.total_d_layer > 0 and i > self.total_d_layer and x.shape[1] != 1 + n:
+            elif T and self.total_d_layer > 0 and i > self.total_d_layer and x.shape[1] != 1 + n:
                 x = torch.cat([x[:, :1], x[:, -n:]], dim=1)  # prompts dropped after the deep layers
             x = self.run_block(blk, x)
             if i in self._level:

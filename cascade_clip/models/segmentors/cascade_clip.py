@@ -23,6 +23,7 @@ from ..decode_heads.cascade_head import HeadInputs
 from ..losses.mask_loss import check_label_range, count_masks, reduce_num_masks
 from ..vocabulary import Vocabulary, check_embeddings
 from .test_cfg import check_test_cfg
+from ..vocabulary import Vocabulary, check_embeddings, unit_rows
 
 EMBEDDING_HELP = ('make it with: python tools/build_text_embeddings.py --clip '
                   'clip_pretrain/ViT-B-16.pt --dataset <coco_stuff|voc20|context59> '
@@ -268,8 +269,8 @@ class CascadeCLIP(EncoderDecoder):
             embeddings, source = self._encode_names(vocabulary.names), TEXT_ENCODER
         else:
             source = 'set_vocabulary(embeddings=...)'
-        embeddings = check_embeddings(embeddings, vocabulary.names, self.decode_head.embed_dims,
-                                      source)
+        embeddings = unit_rows(check_embeddings(embeddings, vocabulary.names,
+                                                self.decode_head.embed_dims, source), source)
         device = next(self.parameters()).device
         self.vocabulary = vocabulary.with_embeddings(embeddings.to(device), source)
         self._named = True
@@ -280,9 +281,18 @@ class CascadeCLIP(EncoderDecoder):
         if not osp.isfile(path):
             raise FileNotFoundError(f'text embedding file not found: {path}; '
                                     + EMBEDDING_HELP.format(path=path))
-        arr = np.load(path, allow_pickle=False)
-        return check_embeddings(torch.from_numpy(np.asarray(arr, dtype=np.float32)), names,
-                                self.decode_head.embed_dims, path)
+        want = (f'a .npy file holding one float array of shape ({len(names)}, '
+                f'{self.decode_head.embed_dims}) (classes x embedding width)')
+        try:
+            arr = np.load(path, allow_pickle=False)  # pickled data would run code: refused
+        except (ValueError, OSError, EOFError) as e:
+            raise ValueError(f'text embedding file {path} is not a plain numeric .npy array '
+                             f'({e}); expected {want}. ' + EMBEDDING_HELP.format(path=path)) from None
+        if not isinstance(arr, np.ndarray):  # an .npz archive of several arrays
+            arr.close()
+            raise ValueError(f'text embedding file {path} is an .npz archive; expected {want}')
+        emb = check_embeddings(arr, names, self.decode_head.embed_dims, path)
+        return unit_rows(emb, path)
 
     def _encode_names(self, names: Sequence[str]) -> torch.Tensor:
         templates = MULTI_TEMPLATES if self.multi_prompts else (SINGLE_TEMPLATE, )
