@@ -87,3 +87,19 @@ def test_published_files(tiny_clip, tmp_path):
     assert shapes == {'coco_stuff_multi.npy': (171, 32), 'voc20_single.npy': (20, 32), 'context59_multi.npy': (59, 32)}
     voc = np.load(tmp_path / 'voc20_single.npy')
     np.testing.assert_allclose(voc, direct(tiny_clip[0], list(ZeroPascalVOCDataset20.CLASSES), ['a photo of a {}']), atol=1e-5)
+
+
+@pytest.mark.parametrize('dataset,n,first,last', [
+    ('ade847', 847, 'wall', 'adding machine, totalizer, totaliser'),
+    ('pc459', 459, 'accordion', 'wool'),
+    ('voc21', 21, 'background', 'tvmonitor')])
+def test_wide_vocabulary_and_voc21_class_lists(tiny_clip, tmp_path, dataset, n, first, last):
+    out = tmp_path / f'{dataset}.npy'
+    r = run('--clip', tiny_clip[0], '--dataset', dataset, '--out', str(out), '--heads', '4',
+            '--batch-size', '512')
+    assert r.returncode == 0, r.stderr
+    arr = np.load(out)
+    assert arr.shape == (n, 32)
+    # rows in label order: the first and last rows are those names' embeddings
+    np.testing.assert_allclose(arr[[0, -1]], direct(tiny_clip[0], [first, last], ['a photo of a {}']),
+                               atol=1e-5)
