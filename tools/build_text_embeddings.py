@@ -1,7 +1,7 @@
 """Class text embeddings from a CLIP checkpoint, as the configs' ``load_text_embedding`` reads.
 
     python tools/build_text_embeddings.py --clip clip_pretrain/ViT-B-16.pt \\
-        {--dataset coco_stuff|voc20|context59|context60|ade150 | --classes "a,b,c" | --classes-file FILE} \\
+        {--dataset coco_stuff|voc20|voc21|context59|context60|pc459|ade150|ade847 | --classes "a,b,c" | --classes-file FILE} \\
         --template {single,multi} --out FILE.npy
     python tools/build_text_embeddings.py --clip clip_pretrain/ViT-B-16.pt --published [--out-dir text_embeddings]
 
@@ -26,9 +26,10 @@ from cascade_clip.utils.vocabulary_names import parse_class_list  # noqa: E402
 from cascade_clip.clip import MULTI_TEMPLATES, SINGLE_TEMPLATE  # noqa: E402
 from cascade_clip.models.backbones import CLIPTextEncoder  # noqa: E402
 from cascade_clip.clip.text_embeddings import compute_text_embeddings  # noqa: E402
-from cascade_clip.datasets import (ZeroADE20KDataset150, ZeroCOCOStuffDataset,  # noqa: E402
-                                   ZeroPascalContextDataset60, ZeroPascalVOCDataset20,
-                                   ZeroPascalVOCDataset59)
+from cascade_clip.datasets import (ZeroADE20KDataset150, ZeroADE20KDataset847,  # noqa: E402
+                                   ZeroCOCOStuffDataset, ZeroPascalContextDataset60,
+                                   ZeroPascalContextDataset459, ZeroPascalVOCDataset20,
+                                   ZeroPascalVOCDataset21, ZeroPascalVOCDataset59)
 
 DATASETS = {  # --dataset name -> dataset class (its CLASSES, in label order)
     'coco_stuff': ZeroCOCOStuffDataset,
@@ -36,6 +37,9 @@ DATASETS = {  # --dataset name -> dataset class (its CLASSES, in label order)
     'context59': ZeroPascalVOCDataset59,
     'context60': ZeroPascalContextDataset60,
     'ade150': ZeroADE20KDataset150,
+    'voc21': ZeroPascalVOCDataset21,
+    'pc459': ZeroPascalContextDataset459,
+    'ade847': ZeroADE20KDataset847,
 }
 PUBLISHED = {  # file -> (dataset, template)
     'coco_stuff_multi.npy': ('coco_stuff', 'multi'),

@@ -109,3 +109,19 @@ def test_quoted_class_name_with_a_comma(tiny_clip, tmp_path):
     assert arr.shape == (2, 32)  # two classes, not three
     np.testing.assert_allclose(arr, direct(tiny_clip[0], ['ice cream, vanilla', 'dog'],
                                            ['a photo of a {}']), atol=1e-5)
+
+
+@pytest.mark.parametrize('dataset,n,first,last', [
+    ('ade847', 847, 'wall', 'adding machine, totalizer, totaliser'),
+    ('pc459', 459, 'accordion', 'wool'),
+    ('voc21', 21, 'background', 'tvmonitor')])
+def test_wide_vocabulary_and_voc21_class_lists(tiny_clip, tmp_path, dataset, n, first, last):
+    out = tmp_path / f'{dataset}.npy'
+    r = run('--clip', tiny_clip[0], '--dataset', dataset, '--out', str(out), '--heads', '4',
+            '--batch-size', '512')
+    assert r.returncode == 0, r.stderr
+    arr = np.load(out)
+    assert arr.shape == (n, 32)
+    # rows in label order: the first and last rows are those names' embeddings
+    np.testing.assert_allclose(arr[[0, -1]], direct(tiny_clip[0], [first, last], ['a photo of a {}']),
+                               atol=1e-5)

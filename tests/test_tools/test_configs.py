@@ -104,3 +104,35 @@ def test_ade150_and_context60_configs_point_at_their_datasets():
     # Context-60's unseen classes are Context-59's, shifted past background
     c59 = Config.fromfile(osp.join(ROOT, 'configs/_base_/datasets/zero_pascal_context59.py'))
     assert c60.model.novel_class == [i + 1 for i in c59.novel_class]
+
+
+@pytest.mark.parametrize('path,typ,n,root,ann,emb', [
+    ('cross_dataset/coco-to-ade847.py', 'ZeroADE20KDataset847', 847, 'datasets/ADE20K_2021_17_01',
+     'annotations_detectron2/validation', 'text_embeddings/ade847_multi.npy'),
+    ('cross_dataset/coco-to-pc459.py', 'ZeroPascalContextDataset459', 459, 'datasets/VOCdevkit/VOC2010',
+     'annotations_detectron2/pc459_val', 'text_embeddings/pc459_multi.npy'),
+    ('cross_dataset/coco-to-voc21.py', 'ZeroPascalVOCDataset21', 21, 'datasets/VOCdevkit/VOC2012',
+     'SegmentationClass', 'text_embeddings/voc21_multi.npy')])
+def test_open_vocabulary_row_configs(path, typ, n, root, ann, emb, tmp_path):
+    cfg = Config.fromfile(osp.join(ROOT, 'configs', path))
+    t = cfg.data.test
+    assert (t.type, t.data_root, t.ann_dir, t.unseen_classes) == (typ, root, ann, [])
+    m = cfg.model
+    assert m.both_class == m.base_class == list(range(n)) and m.novel_class == []
+    assert m.load_text_embedding == emb and m.multi_prompts and cfg.cross_dataset
+    assert m.backbone.num_tokens == 50 and m.test_cfg.mode == 'slide'
+    # the evaluation-only sets define no training split
+    assert ('train' in cfg.data) == (n == 21)
+    np.save(tmp_path / 'emb.npy', np.ones((n, 512), np.float32) / np.sqrt(512))
+    m.load_text_embedding = str(tmp_path / 'emb.npy')
+    m.pretrained = None
+    with torch.device('meta'):
+        model = build_segmentor(m)
+    assert len(model.vocabulary) == n
+
+
+def test_voc21_split_is_voc20s_shifted_past_background():
+    v20 = Config.fromfile(osp.join(ROOT, 'configs/_base_/datasets/zero_voc12_20_aug.py'))
+    v21 = Config.fromfile(osp.join(ROOT, 'configs/_base_/datasets/zero_voc12_21.py'))
+    assert v21.novel_class == [i + 1 for i in v20.novel_class]
+    assert v21.data.test.split == v20.data.test.split and v21.data.test.type == 'ZeroPascalVOCDataset21'
