@@ -97,7 +97,7 @@ def parse_class_names(text: Optional[str]) -> List[str]:
     if empty:
         raise InputError(f'class name(s) number {", ".join(map(str, empty))} of {len(names)} are '
                          f'empty (two commas in a row or a trailing comma?)')
-    return names
+    return [n.strip() for n in names]
 
 
 def check_tokenisable(names: Sequence[str], templates: Sequence[str], context_length: int) -> None:
