@@ -329,8 +329,10 @@ def load_model(config: Optional[str], checkpoint: Optional[str], device: str):
     """(model, notice markdown, {name: row} seeds from the config's embedding file, examples,
     example images); SystemExit with what to do when the default demo model is missing."""
     examples, images = list(GENERIC_EXAMPLES), []
+    if checkpoint is None and config is not None:
+        raise SystemExit('--config needs --checkpoint (without both, the offline demo\'s model is served)')
     if checkpoint is None:
-        config = config or osp.join(ROOT, DEMO_CONFIG)
+        config = osp.join(ROOT, DEMO_CONFIG)
         ckpt = osp.join(ROOT, DEMO_CHECKPOINT)
         emb_file = osp.join(ROOT, DEMO_EMBEDDINGS)
         if not (osp.isfile(ckpt) and osp.isfile(emb_file)):

@@ -200,3 +200,5 @@ def test_default_model_missing_says_to_run_the_demo(tmp_path, monkeypatch):
         web_demo.load_model(None, None, 'cpu')
     with pytest.raises(SystemExit, match='--checkpoint needs --config'):
         web_demo.load_model(None, 'x.pth', 'cpu')
+    with pytest.raises(SystemExit, match='--config needs --checkpoint'):
+        web_demo.load_model('x.py', None, 'cpu')
