@@ -285,7 +285,8 @@ def build_ui(demo: WebDemo):
             try:
                 return super().preprocess(payload)
             except Exception as e:  # noqa: BLE001 - PIL's errors for files that are no images
-                name = osp.basename(getattr(payload, 'orig_name', None) or getattr(payload, 'path', '') or 'file')
+                name = getattr(payload, 'orig_name', None) or getattr(payload, 'path', None) or 'file'
+                name = osp.basename(name)
                 return UnreadableUpload(name, f'{type(e).__name__}: {e}')
 
     def handle(image, names_text, opacity, progress=gr.Progress()):
