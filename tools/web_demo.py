@@ -341,9 +341,12 @@ def load_model(config: Optional[str], checkpoint: Optional[str], device: str):
                              f'({ckpt}); make it with: bash tools/demo.sh (about 5 minutes on 2 CPU '
                              f'cores), or pass --config CFG --checkpoint CKPT')
         cfg = mmcv.Config.fromfile(config)
-        cfg.model.load_text_embedding = emb_file
-        model = init_model(cfg, ckpt, device=device)
-        names = list(model.CLASSES)
+        names = list(cfg.data.test.classes)
+        # the demo's embeddings (its text encoder is untrained), read from the checkout, not the cwd
+        rows = torch.from_numpy(np.load(emb_file, allow_pickle=False).astype(np.float32))
+        model = init_model(config, ckpt, device=device, class_names=names, seen=cfg.model.base_class)
+        model.set_vocabulary(names, cfg.model.base_class, embeddings=rows)
+        demo_seeds = dict(zip(model.vocabulary.names, model.vocabulary.embeddings))
         notice = (f'Serving the **offline demo\'s tiny model** (`{DEMO_CHECKPOINT}`, trained by '
                   f'`bash tools/demo.sh` on synthetic 64×64 images), not a real CLIP. Its text '
                   f'encoder was never trained on text: only its {len(names)} classes, whose '
@@ -362,14 +365,13 @@ def load_model(config: Optional[str], checkpoint: Optional[str], device: str):
         notice = (f'Model: {_md(osp.basename(config))} with {_md(osp.basename(checkpoint))}; text '
                   f'embeddings by its text encoder')
     vocab = model.vocabulary
-    seeds = {}
-    if vocab.embeddings is not None and vocab.source and osp.isfile(str(vocab.source)):
-        # the rows the model was trained and tested with, for the config's own classes
-        seeds = dict(zip(vocab.names, vocab.embeddings))
-        if checkpoint is not None:
+    seeds = demo_seeds if checkpoint is None else {}
+    if checkpoint is not None:
+        if vocab.embeddings is not None and vocab.source and osp.isfile(str(vocab.source)):
+            # the rows the model was trained and tested with, for the config's own classes
+            seeds = dict(zip(vocab.names, vocab.embeddings))
             notice += f' (the config\'s {len(names)} classes: from {_md(osp.basename(vocab.source))})'
             examples.insert(0, ', '.join(names[:12]))
-    if checkpoint is not None:
         notice += '.'
     return model, notice, seeds, examples, images
 
