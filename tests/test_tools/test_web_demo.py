@@ -202,3 +202,29 @@ def test_default_model_missing_says_to_run_the_demo(tmp_path, monkeypatch):
         web_demo.load_model(None, 'x.pth', 'cpu')
     with pytest.raises(SystemExit, match='--config needs --checkpoint'):
         web_demo.load_model('x.py', None, 'cpu')
+
+
+def test_default_model_is_the_offline_demos(tmp_path, monkeypatch):
+    """Without --checkpoint: the demo config and checkpoint under the checkout, with the rows of
+    the demo's embedding file for its 12 classes (its text encoder is untrained)."""
+    import shutil
+    from mmcv import Config
+    from mmseg.models import build_segmentor
+    shutil.copytree(osp.join(ROOT, 'configs'), tmp_path / 'configs')
+    cfg = Config.fromfile(str(tmp_path / web_demo.DEMO_CONFIG))
+    names = list(cfg.data.test.classes)
+    rows = torch.nn.functional.normalize(torch.randn(12, 32, generator=torch.Generator().manual_seed(5)), dim=1)
+    dirs = [tmp_path / 'data/demo', tmp_path / 'work_dirs/demo/seed_0']
+    for d in dirs:
+        d.mkdir(parents=True)
+    np.save(tmp_path / web_demo.DEMO_EMBEDDINGS, rows.numpy())
+    torch.manual_seed(0)
+    model = build_segmentor(dict(cfg.model, pretrained=None, load_text_embedding=None, class_names=names))
+    save_checkpoint(model, str(tmp_path / web_demo.DEMO_CHECKPOINT), meta=dict(CLASSES=names))
+    monkeypatch.setattr(web_demo, 'ROOT', str(tmp_path))
+    monkeypatch.chdir('/')  # the checkout's files, wherever the tool is started
+    served, notice, seeds, examples, _ = web_demo.load_model(None, None, 'cpu')
+    assert list(seeds) == names and torch.equal(torch.stack(list(seeds.values())), rows)
+    assert "offline demo's tiny model" in notice and 'only its 12 classes' in notice
+    assert examples[1] == 'red dots, green stripes, blue flat, yellow stripes'  # the unseen ones
+    assert served.vocabulary.seen == tuple(cfg.model.base_class)
