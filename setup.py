@@ -1,6 +1,11 @@
 from setuptools import find_packages, setup
 
 
+def read_requirements(path):
+    with open(path) as f:
+        return [line.strip() for line in f if line.strip() and not line.startswith(('#', '-'))]
+
+
 def read_version():
     ns = {}
     with open('cascade_clip/version.py') as f:
@@ -18,5 +23,7 @@ setup(
     python_requires='>=3.8',
     # torch, torchvision and mmcv-full (built with ops) are installed by tools/setup_env.sh
     install_requires=['mmsegmentation==0.30.0', 'ftfy', 'regex', 'numpy'],
+    # the web demo (tools/web_demo.py): pip install -e ".[web]"
+    extras_require={'web': read_requirements('requirements/web.txt')},
     zip_safe=False,
 )

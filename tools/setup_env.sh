@@ -34,7 +34,7 @@ PIP=("$PY" -m pip --disable-pip-version-check)
 
 # The stamp records what a complete install was made from; same inputs => nothing to do.
 STAMP="$VENV/.cascade_clip_stamp"
-want_stamp="$(cat "$ROOT/requirements/runtime.txt" "$ROOT/requirements/tests.txt" "$ROOT/setup.py" "$0" | sha1sum | cut -d' ' -f1)"
+want_stamp="$(cat "$ROOT/requirements/runtime.txt" "$ROOT/requirements/tests.txt" "$ROOT/requirements/web.txt" "$ROOT/setup.py" "$0" | sha1sum | cut -d' ' -f1)"
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want_stamp" ] \
    && "$PY" -c "import torch, torchvision, mmcv, mmcv.ops, mmseg, cascade_clip" >/dev/null 2>&1; then
   log "environment $VENV is complete (nothing to do)"

@@ -266,7 +266,7 @@ class CascadeCLIP(EncoderDecoder):
         """
         vocabulary = Vocabulary(names, seen)
         if embeddings is None:
-            embeddings, source = self._encode_names(vocabulary.names), TEXT_ENCODER
+            embeddings, source = self.encode_names(vocabulary.names), TEXT_ENCODER
         else:
             source = 'set_vocabulary(embeddings=...)'
         embeddings = unit_rows(check_embeddings(embeddings, vocabulary.names,
@@ -294,9 +294,14 @@ class CascadeCLIP(EncoderDecoder):
         emb = check_embeddings(arr, names, self.decode_head.embed_dims, path)
         return unit_rows(emb, path)
 
-    def _encode_names(self, names: Sequence[str]) -> torch.Tensor:
+    def encode_names(self, names: Sequence[str], progress=None) -> torch.Tensor:
+        """(K, D) float32 text embeddings of ``names``, rows L2-normalised, by the model's text
+        encoder with its templates (``multi_prompts``); nothing is stored. ``progress(f)`` is
+        called after each batch of prompts with the fraction f in (0, 1] done."""
         templates = MULTI_TEMPLATES if self.multi_prompts else (SINGLE_TEMPLATE, )
-        emb = compute_text_embeddings(self.text_encoder, names, templates, self.context_length)
+        total = len(templates) * len(names)
+        emb = compute_text_embeddings(self.text_encoder, names, templates, self.context_length,
+                                      progress=None if progress is None else lambda n: progress(n / total))
         print_log(f'computed text embeddings of {len(names)} classes ({len(templates)} '
                   f'template(s))', logger=get_root_logger())
         return emb
@@ -316,7 +321,7 @@ class CascadeCLIP(EncoderDecoder):
             if not self._named:
                 raise ValueError('CascadeCLIP needs class_names (or load_text_embedding) to '
                                  'compute the class text embeddings')
-            emb = self._encode_names(self.vocabulary.names)
+            emb = self.encode_names(self.vocabulary.names)
             device = next(self.parameters()).device
             self.vocabulary = self.vocabulary.with_embeddings(emb.to(device), TEXT_ENCODER)
         return self.vocabulary.embeddings
