@@ -535,7 +535,8 @@ def _rng_state(device: torch.device) -> tuple:
 
 
 def _set_rng_state(state: tuple) -> None:
+    # (a model wrapper's scatter may have moved the state tensors to the GPU)
     cpu, cuda, device = state
-    torch.set_rng_state(cpu)
+    torch.set_rng_state(cpu.cpu())
     if cuda is not None:
-        torch.cuda.set_rng_state(cuda, device)
+        torch.cuda.set_rng_state(cuda.cpu(), device)
