@@ -13,15 +13,15 @@ resident memory (``ru_maxrss``) and step time are printed side by side in one ta
     python tools/benchmark.py CONFIG --memory [--amp none bf16] [--with-cp off on]
         [--batch 1 2 4] [--threads 2] [--shape 512 512]
 
-Gradients (``--check-grads``): the trainable parameters' gradients of one training step
-(dropout and drop-path active, same seed) with ``with_cp`` and with the full-resolution loss
-(the logits upsampled to (B, K, H, W) first, ``focal_and_dice_from_labels``), compared
-with those of the default path; and the time of the loss alone, lean vs full-resolution:
+Distributed training step (``--dist N``): N CPU processes (Gloo), the model wrapped as
+``train_segmentor`` wraps it (DistributedDataParallel) and the optimizer hook it chooses;
+each process trains on its own random batch of ``--batch`` images with ``--threads``
+threads. Prints the median and best time of ``--train-runs`` steps after one warm-up step
+(rank 0's clock, each step ending with the optimizer step):
 
-    python tools/benchmark.py CONFIG --check-grads [--batch 2] [--threads 2]
+    python tools/benchmark.py CONFIG --dist 2 [--batch 1] [--threads 1] [--train-runs 3]
 """
 import argparse
-import copy
 import json
 import subprocess
 import os.path as osp
@@ -35,7 +35,6 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 import torch  # noqa: E402
 from mmcv.runner import build_optimizer  # noqa: E402
 from mmcv.utils import Config, get_logger, print_log  # noqa: E402
-from mmseg.models import build_loss  # noqa: E402
 
 import cascade_clip  # noqa: E402,F401
 from cascade_clip.apis.measure import build_model_for_measurement, warn_if_slow_amp  # noqa: E402
@@ -64,9 +63,9 @@ def main(argv=None):
                         'fresh process')
     parser.add_argument('--with-cp', nargs='+', default=['off'], choices=['off', 'on'],
                         help='activation checkpointing of the image encoder (with --memory)')
-    parser.add_argument('--check-grads', action='store_true',
-                        help='gradients with with_cp and with the full-resolution loss against '
-                        'the default path, and the loss time')
+    parser.add_argument('--dist', type=int, default=None, metavar='N',
+                        help='time the training step of N CPU processes (Gloo, '
+                        'DistributedDataParallel), --batch images and --threads threads each')
     parser.add_argument('--child', help=argparse.SUPPRESS)
     parser.add_argument('--amp', nargs='+', default=['none'], choices=['none', 'bf16', 'fp16'],
                         help='precisions to measure (bf16 pays only with AVX-512 BF16 / AMX)')
@@ -82,8 +81,8 @@ def main(argv=None):
         return memory_child(args, json.loads(args.child))
     if args.memory:
         return memory_table(args)
-    if args.check_grads:
-        return check_grads(args)
+    if args.dist:
+        return dist_table(args)
     args.batch = args.batch[0]
     logger = get_logger('cascade_clip')
     cfg = Config.fromfile(args.config)
@@ -173,60 +172,65 @@ def time_train_step(model, cfg, args, H, W, g, loss_fn):
     return med, best, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
-def check_grads(args):
-    logger = get_logger('cascade_clip')
-    cfg = Config.fromfile(args.config)
-    torch.manual_seed(0)  # the same random weights in every run
+def dist_table(args):
+    """Spawn ``args.dist`` Gloo processes that time the distributed training step."""
+    import tempfile
+
+    import torch.multiprocessing as mp
+    with tempfile.TemporaryDirectory() as d:
+        out = osp.join(d, 'times.json')
+        mp.spawn(dist_child, args=(args, osp.join(d, 'rendezvous'), out), nprocs=args.dist, join=True)
+        r = json.load(open(out))
     H, W = args.shape
-    B = args.batch[0]
-    g = torch.Generator().manual_seed(0)
+    print_log(f'{args.config}, {args.dist} CPU processes (Gloo, {r["engine"]}), batch {args.batch[0]} '
+              f'per process, {H}x{W}, {args.threads} thread(s) per process:\n  training step '
+              f'{r["median"]:.2f} s (median of {args.train_runs}, best {r["best"]:.2f} s, after one '
+              f'warm-up step); peak RSS of rank 0 {r["peak"]:.1f} GiB', get_logger('cascade_clip'))
 
-    def build(with_cp=False, full_resolution=False):
-        c = copy.deepcopy(cfg)
-        c.model.backbone.with_cp = with_cp
-        c.model.decode_head.loss_decode.full_resolution = full_resolution
-        torch.manual_seed(0)  # the same random weights in every model
-        m = build_model_for_measurement(c, None, logger)
-        m.class_embeddings()
-        return m.train()
 
-    model = build()  # the default path: lean loss, with_cp off
-    imgs, gt, metas = random_training_batch(B, H, W, model.num_classes, g)
+def dist_child(rank, args, init_file, out):
+    """One process of ``--dist``: train_segmentor's wrapper and optimizer hook, timed steps."""
+    from types import SimpleNamespace
 
-    def grads(m):
-        params = [p for p in m.parameters() if p.requires_grad]
-        torch.manual_seed(1)  # the same dropout / drop-path draws in every run
-        t0 = time.perf_counter()
-        losses = m.forward_train(imgs, metas, gt)
-        out = torch.autograd.grad(sum(v for k, v in losses.items() if 'loss' in k), params)
-        return out, time.perf_counter() - t0
+    import torch.distributed as dist
+    from mmcv.parallel import DataContainer
+    from mmcv.runner import HOOKS
+    from mmcv.utils import build_from_cfg
 
-    ref, t_ref = grads(model)
-    largest = max(x.abs().max().item() for x in ref)
-    rows = [f'default path (lean loss, with_cp off): forward + backward {t_ref:.1f} s; largest '
-            f'|gradient| {largest:.3e}']
-    for name, kw in (('with_cp on', dict(with_cp=True)),
-                     ('full-resolution loss', dict(full_resolution=True))):
-        other, t = grads(build(**kw))
-        diff = max((a - b).abs().max().item() for a, b in zip(other, ref))
-        rows.append(f'{name}: forward + backward {t:.1f} s; largest |gradient difference| '
-                    f'{diff:.2e} = {diff / largest:.2e} of the largest gradient')
-    # the loss alone, on random decoder logits
-    K = len(model.base_class)
-    h = w = H // model.backbone.patch_size
-    logits = torch.randn(B, K, h, w, generator=g).requires_grad_()
-    label = gt.squeeze(1).clamp(max=K - 1).masked_fill(gt.squeeze(1) == 255, 255)
-    loss_cfg = cfg.model.decode_head.loss_decode
-    for name, full in (('lean', False), ('full-resolution', True)):
-        fn = build_loss(dict(loss_cfg, num_classes=K, full_resolution=full))
+    from cascade_clip.apis import wrap_model
+    from cascade_clip.apis.train import optimizer_hook_config
+    torch.set_num_threads(args.threads)
+    dist.init_process_group('gloo', init_method=f'file://{init_file}', rank=rank, world_size=args.dist)
+    try:
+        logger = get_logger('cascade_clip', log_level='ERROR')
+        cfg = Config.fromfile(args.config)
+        torch.manual_seed(0)
+        model = build_model_for_measurement(cfg, None, logger)
+        model.class_embeddings()
+        wrapped = wrap_model(model, 'cpu', distributed=True)
+        optimizer = build_optimizer(wrapped, cfg.optimizer)
+        hook_cfg, _ = optimizer_hook_config(cfg.optimizer_config, model.amp_dtype)
+        hook = build_from_cfg(hook_cfg, HOOKS)
+        H, W = args.shape
+        g = torch.Generator().manual_seed(1 + rank)  # each process its own images
+        imgs, gt, metas = random_training_batch(args.batch[0], H, W, model.num_classes, g)
+        batch = dict(img=DataContainer([imgs], stack=True), img_metas=DataContainer([metas], cpu_only=True),
+                     gt_semantic_seg=DataContainer([gt], stack=True))
+        wrapped.train()
 
-        def run():
-            out = fn(logits, label)
-            torch.autograd.grad(out['loss_mask'] + out['loss_dice'], logits)
-        med, best = timed(run, 3)
-        rows.append(f'loss alone, {name}: forward + backward of ({B}, {K}, {h}, {w}) logits '
-                    f'against {H}x{W} labels {med:.2f} s (median of 3, best {best:.2f} s)')
-    print_log(f'{args.config}, batch {B}, {H}x{W}, {args.threads} threads:\n  ' + '\n  '.join(rows), logger)
+        def step():
+            outputs = wrapped.train_step(batch, optimizer)
+            runner = SimpleNamespace(model=wrapped, optimizer=optimizer, outputs=outputs,
+                                     log_buffer=SimpleNamespace(update=lambda *a, **k: None))
+            hook.after_train_iter(runner)
+
+        med, best = timed(step, args.train_runs)
+        if rank == 0:
+            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+            with open(out, 'w') as f:
+                json.dump(dict(median=med, best=best, peak=peak, engine=type(wrapped).__name__), f)
+    finally:
+        dist.destroy_process_group()
 
 
 def memory_table(args):

@@ -6,25 +6,23 @@
 import argparse
 import os
 import os.path as osp
-import shutil
 import sys
 import time
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 import mmcv  # noqa: E402
-import torch  # noqa: E402
 from mmcv.cnn.utils import revert_sync_batchnorm  # noqa: E402
-from mmcv.runner import get_dist_info, wrap_fp16_model  # noqa: E402
+from mmcv.runner import get_dist_info  # noqa: E402
 from mmcv.utils import Config, DictAction  # noqa: E402
 from mmseg.apis import single_gpu_test  # noqa: E402
 from mmseg.datasets import build_dataloader, build_dataset  # noqa: E402
 from mmseg.models import build_segmentor  # noqa: E402
-from mmseg.utils import get_root_logger, setup_multi_processes  # noqa: E402
+from mmseg.utils import get_device, get_root_logger, setup_multi_processes  # noqa: E402
 
 import cascade_clip  # noqa: E402,F401
 from cascade_clip.apis import (check_model_matches_dataset, collect_results,  # noqa: E402
-                               init_distributed, load_weights, wrap_model)
+                               init_distributed, load_weights, resolve_precision, wrap_model)
 from cascade_clip.apis.config_checks import check_config  # noqa: E402
 from cascade_clip.utils.paths import check_names_inside  # noqa: E402
 
@@ -84,7 +82,8 @@ def main(argv=None):
     cfg.model.pretrained = None  # everything comes from the checkpoint
     cfg.model.train_cfg = None
     cfg.data.test.test_mode = True
-    device = 'cuda' if torch.cuda.is_available() else 'cpu'
+    resolve_precision(cfg, logger='silent')  # cfg.fp16 -> model.amp_dtype, the one precision key
+    device = get_device()
     cfg.gpu_ids = [args.gpu_id]
 
     distributed = init_distributed(args.launcher, **cfg.get('dist_params', {}))
@@ -108,12 +107,10 @@ def main(argv=None):
     data_loader = build_dataloader(dataset, **test_loader_cfg)
 
     # the vocabulary is the test dataset's (cross-dataset tests use another one than training)
+    # (the configs name no classes; the model would otherwise get placeholder names)
     if cfg.model.get('class_names') is None:
         cfg.model.class_names = list(dataset.CLASSES)
-    cfg.model.train_cfg = None
     model = build_segmentor(cfg.model, test_cfg=cfg.get('test_cfg'))
-    if cfg.get('fp16', None) is not None:
-        wrap_fp16_model(model)
     # the checkpoint must be this model; unless the config is a cross-dataset one, it must
     # have been trained on this dataset's classes and split
     try:
@@ -123,22 +120,15 @@ def main(argv=None):
     except ValueError as e:  # CheckpointError included: a message, not a traceback
         raise SystemExit(f'error: {e}')
     model.PALETTE = dataset.PALETTE
-    torch.cuda.empty_cache()
 
     eval_kwargs = {} if args.eval_options is None else args.eval_options
     if args.format_only:
         eval_kwargs.setdefault('imgfile_prefix', osp.join(args.work_dir or '.', 'format_results'))
     format_only = args.format_only or eval_kwargs.get('imgfile_prefix') is not None
-    eval_on_format_results = args.eval is not None and 'cityscapes' in args.eval
-    if eval_on_format_results:
-        # removed afterwards only if this run made it (never a folder the user named)
-        own_prefix = 'imgfile_prefix' not in eval_kwargs and not osp.exists('.format_cityscapes')
-        tmpdir = eval_kwargs.setdefault('imgfile_prefix', '.format_cityscapes')
-        mmcv.mkdir_or_exist(tmpdir)
 
     model = revert_sync_batchnorm(model) if device == 'cpu' else model
     model = wrap_model(model, device, distributed)
-    pre_eval = args.eval is not None and not eval_on_format_results
+    pre_eval = args.eval is not None
     if not distributed:
         results = single_gpu_test(model, data_loader, args.show, args.show_dir, False,
                                   args.opacity, pre_eval=pre_eval, format_only=format_only,
@@ -165,8 +155,6 @@ def main(argv=None):
                           file_format='json', indent=2)
                 os.replace(tmp, json_file)
                 logger.info(f'metrics written to {json_file}')
-            if eval_on_format_results and own_prefix:
-                shutil.rmtree(tmpdir)
 
 
 if __name__ == '__main__':

@@ -31,7 +31,7 @@ from mmseg.utils import collect_env, get_root_logger, setup_multi_processes  # n
 
 import cascade_clip  # noqa: E402,F401
 from cascade_clip.apis import (check_model_matches_dataset, init_distributed,  # noqa: E402
-                               train_segmentor)
+                               resolve_precision, train_segmentor)
 from cascade_clip.apis.config_checks import check_config  # noqa: E402
 from cascade_clip.apis.checks import (RUN_META_KEY, check_training_values,  # noqa: E402
                                       training_run_meta)
@@ -129,6 +129,8 @@ def main(argv=None):
         cfg.gpu_ids = range(world_size)
 
     check_training_values(cfg)  # before the work dir, the datasets and the model
+    # cfg.fp16 / fp16 hook types onto model.amp_dtype (shown in the dumped and logged config)
+    resolve_precision(cfg, logger='silent')
     if args.total_batch is not None:
         set_total_batch(cfg, args.total_batch, world_size)
 

@@ -2,12 +2,13 @@
 from .checkpoint import load_weights
 from .checks import check_model_matches_dataset
 from .collect import collect_results
-from .dist import broadcast_module, init_distributed
+from .dist import MMDDP, init_distributed
 from .inference import config_classes, init_model, read_image, segment_image
+from .precision import resolve_precision
 from .train import train_segmentor, wrap_model
 
 __all__ = [
-    'init_distributed', 'broadcast_module', 'train_segmentor', 'wrap_model', 'init_model',
-    'segment_image', 'read_image', 'config_classes', 'load_weights', 'check_model_matches_dataset',
-    'collect_results'
+    'init_distributed', 'MMDDP', 'train_segmentor', 'wrap_model', 'init_model', 'segment_image',
+    'read_image', 'config_classes', 'load_weights', 'check_model_matches_dataset',
+    'resolve_precision', 'collect_results'
 ]

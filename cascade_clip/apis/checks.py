@@ -49,11 +49,12 @@ def training_run_meta(model, cfg, world_size: int) -> Dict[str, Any]:
     """What ``check_resume`` compares, stored under ``meta[RUN_META_KEY]`` of every checkpoint:
     the seen class ids, and the batch layout (images per process and micro-batch, micro-batches
     per step, processes) that fixes the data order."""
-    from .train import accumulation_steps  # (apis.train imports this module)
+    from .train import optimizer_hook_config  # (apis.train imports this module)
     model = model.module if is_module_wrapper(model) else model
     return dict(seen=[int(i) for i in model.vocabulary.seen],
                 samples_per_gpu=int(_samples_per_gpu(cfg)),
-                micro_batches=int(accumulation_steps(cfg.get('optimizer_config'))),
+                micro_batches=int(optimizer_hook_config(cfg.get('optimizer_config'),
+                                                        cfg.model.get('amp_dtype'))[1]),
                 world_size=int(world_size))
 
 

@@ -1,44 +1,45 @@
 """``train_segmentor``: MMSeg's training flow, runnable on the CPU with several processes."""
 import copy
 import warnings
+from typing import Tuple
 
 import torch
-from mmcv.parallel import MMDataParallel, MMDistributedDataParallel
-from mmcv.runner import build_runner, get_dist_info
+from mmcv.runner import HOOKS, build_runner, get_dist_info
 from mmcv.utils import build_from_cfg
-from mmcv.runner import HOOKS
 from mmseg.core import DistEvalHook, EvalHook, build_optimizer
 from mmseg.datasets import build_dataloader, build_dataset
-from mmseg.utils import get_root_logger
+from mmseg.utils import build_dp, get_device, get_root_logger
 
 from ..core import NonFiniteLossHook
 from .checkpoint import load_weights
 from .checks import check_resume, check_training_values, find_resume_checkpoint
-from .dist import broadcast_module
+from .dist import MMDDP
+from .precision import FP16_HOOKS, FP16_NAMES
 
 
 def wrap_model(model, device: str, distributed: bool, find_unused_parameters: bool = False):
-    """MMCV wrapper for ``device`` ('cpu', 'cuda' or 'cuda:N'; plain 'cuda' is the current
-    GPU, the one ``init_dist`` chose in a distributed run): DDP on CUDA, a replicated CPU model
-    otherwise.
+    """MMCV's wrapper for ``device`` ('cpu', 'cuda' or 'cuda:N'; plain 'cuda' is the current
+    GPU, the one ``init_dist`` chose in a distributed run): ``MMDataParallel`` in one process
+    (MMSeg's ``build_dp``), DistributedDataParallel (``MMDDP``) on the CPU and on GPUs in a
+    distributed run.
 
-    On the CPU, MMSeg's ``build_ddp`` refuses the device; each process then keeps its own
-    replica in an ``MMDataParallel`` (which moves MMCV's DataContainers to the CPU), starting
-    from rank 0's weights, and the gradients are averaged by ``GradAllReduceOptimizerHook``.
+    MMSeg's ``build_ddp`` is not used: it refuses the CPU, and its class
+    (``MMDistributedDataParallel``) neither unwraps DataContainers on the CPU nor runs a
+    plain forward with recent torch versions (see ``MMDDP``).
     """
     dev = torch.device(device)
-    if dev.type == 'cuda':
-        index = torch.cuda.current_device() if dev.index is None else dev.index
-        model = model.to(torch.device('cuda', index))
-        if distributed:
-            return MMDistributedDataParallel(model, device_ids=[index], broadcast_buffers=False,
-                                             find_unused_parameters=find_unused_parameters)
-        return MMDataParallel(model, device_ids=[index])
-    if dev.type != 'cpu':
+    if dev.type not in ('cuda', 'cpu'):
         raise ValueError(f'unsupported device {device!r} (cuda or cpu)')
+    if dev.type == 'cpu':
+        model = model.cpu()
+        return MMDDP(model, device_ids=None, broadcast_buffers=False,
+                     find_unused_parameters=find_unused_parameters) if distributed else build_dp(model, 'cpu')
+    index = torch.cuda.current_device() if dev.index is None else dev.index
     if distributed:
-        broadcast_module(model)
-    return MMDataParallel(model.cpu(), device_ids=None)
+        return MMDDP(model.to(torch.device('cuda', index)), device_ids=[index], broadcast_buffers=False,
+                     find_unused_parameters=find_unused_parameters)
+    with torch.cuda.device(index):  # build_dp moves the model to the current GPU
+        return build_dp(model, 'cuda', device_ids=[index])
 
 
 def check_one_batch(dataset, loader, samples_per_gpu: int, distributed: bool,
@@ -70,62 +71,45 @@ def check_one_batch(dataset, loader, samples_per_gpu: int, distributed: bool,
 
 
 ACCUMULATING_HOOKS = ('GradientCumulativeOptimizerHook', 'GradientCumulativeFp16OptimizerHook')
-# this project's hooks, which can also be configured directly (micro_batches=K)
-OWN_HOOKS = ('MicroBatchOptimizerHook', 'GradAllReduceOptimizerHook', 'GradScalerOptimizerHook')
+# arguments of MMCV's Fp16OptimizerHook that have no use with DistributedDataParallel
+_MMCV_FP16_ONLY = ('coalesce', 'bucket_size_mb', 'distributed')
 
 
-def accumulation_steps(optimizer_config) -> int:
-    """K of ``optimizer_config=dict(type='GradientCumulativeOptimizerHook', cumulative_iters=K)``
-    or of this project's hooks with ``micro_batches=K`` (1 for any other optimizer hook)."""
-    optimizer_config = optimizer_config or {}
-    if optimizer_config.get('type') in ACCUMULATING_HOOKS:
-        return int(optimizer_config.get('cumulative_iters', 1))
-    if optimizer_config.get('type') in OWN_HOOKS:
-        return int(optimizer_config.get('micro_batches', 1))
-    return 1
+def optimizer_hook_config(optimizer_config, amp_dtype) -> Tuple[dict, int]:
+    """The optimizer hook and the micro-batches K per runner iteration for
+    ``optimizer_config`` and the model's ``amp_dtype``.
 
-
-def optimizer_hook_config(cfg, device: str, distributed: bool) -> dict:
-    """The optimizer hook for ``cfg.optimizer_config`` on ``device``.
-
-    ``OptimizerHook`` (or no type) stays MMCV's hook unless the run needs loss scaling
-    (``model.amp_dtype='fp16'``) or averages gradients itself (several CPU processes).
-    ``GradientCumulativeOptimizerHook`` / ``GradientCumulativeFp16OptimizerHook`` with
-    ``cumulative_iters=K`` become ``MicroBatchOptimizerHook(micro_batches=K)``: the exact
-    accumulation of this project (mask count over the accumulated batch, one runner iteration
-    per optimizer step; see ``CascadeCLIP.train_step``), with the same loss scaling and
-    all-reduce as without accumulation. This project's hooks given by name stay as they are;
-    on several CPU processes they must average the gradients themselves.
+    ``OptimizerHook`` (or no type) and ``GradientCumulativeOptimizerHook`` with
+    ``cumulative_iters=K`` become one optimizer step per runner iteration: the runner splits
+    each loaded batch into K micro-batches (``AtomicIterBasedRunner``), the hook steps on the
+    accumulated gradients (``GradientCumulativeOptimizerHook(cumulative_iters=1)``; plain
+    ``OptimizerHook`` for K = 1). With ``amp_dtype='fp16'`` the hook is
+    ``LossScaleOptimizerHook`` (``loss_scale`` kept, 'dynamic' by default). Other hook types
+    are used as given (K = 1). The fp16 hook types must have been translated by
+    ``resolve_precision``.
     """
-    optimizer_config = copy.deepcopy(cfg.optimizer_config or {})
+    optimizer_config = copy.deepcopy(dict(optimizer_config or {}))
     hook_type = optimizer_config.pop('type', 'OptimizerHook')
-    replicated = distributed and device == 'cpu'  # gradients averaged by the hook, not DDP
-    fp16 = cfg.model.get('amp_dtype') in ('fp16', 'float16')
-    if hook_type in ACCUMULATING_HOOKS:
-        micro_batches = int(optimizer_config.pop('cumulative_iters', 1))
-        fp16 = fp16 or hook_type == 'GradientCumulativeFp16OptimizerHook'
-        for key in ('loss_scale', 'distributed'):  # MMCV's fp16 hook's arguments
+    if hook_type in FP16_HOOKS:
+        raise ValueError(f'optimizer_config.type={hook_type!r}: the precision is model.amp_dtype '
+                         f'(resolve_precision translates this type onto it); use '
+                         f'{FP16_HOOKS[hook_type]!r} with model.amp_dtype=\'fp16\'')
+    if hook_type not in ('OptimizerHook', *ACCUMULATING_HOOKS):
+        return dict(optimizer_config, type=hook_type), 1
+    micro_batches = int(optimizer_config.pop('cumulative_iters', 1))
+    if micro_batches < 1:
+        raise ValueError(f'optimizer_config.cumulative_iters must be >= 1, got {micro_batches}')
+    if amp_dtype in FP16_NAMES:
+        for key in _MMCV_FP16_ONLY:
             optimizer_config.pop(key, None)
-        return dict(optimizer_config, type='MicroBatchOptimizerHook', micro_batches=micro_batches,
-                    allreduce=replicated, fp16=fp16)
-    if hook_type in OWN_HOOKS:
-        if replicated and not (hook_type == 'GradAllReduceOptimizerHook'
-                               or optimizer_config.get('allreduce')):
-            raise ValueError(
-                f'optimizer_config type {hook_type} without allreduce=True on several CPU '
-                f'processes: each process would step on its own gradients (no DistributedDataParallel '
-                f'on the CPU); set optimizer_config.allreduce=True')
-        return dict(optimizer_config, type=hook_type)
-    if hook_type == 'OptimizerHook':
-        if fp16:
-            return dict(optimizer_config, type='GradScalerOptimizerHook', allreduce=replicated)
-        if replicated:
-            return dict(optimizer_config, type='GradAllReduceOptimizerHook')
-        return dict(optimizer_config, type='OptimizerHook')
-    if replicated:
-        raise ValueError(f'optimizer_config type {hook_type} is not supported for distributed '
-                         f'CPU training')
-    return dict(optimizer_config, type=hook_type)
+        return dict(optimizer_config, type='LossScaleOptimizerHook'), micro_batches
+    if 'loss_scale' in optimizer_config:
+        raise ValueError(f'optimizer_config.loss_scale={optimizer_config["loss_scale"]!r} without '
+                         f'fp16: loss scaling is for model.amp_dtype=\'fp16\' (model.amp_dtype='
+                         f'{amp_dtype!r})')
+    if micro_batches > 1:
+        return dict(optimizer_config, type='GradientCumulativeOptimizerHook', cumulative_iters=1), micro_batches
+    return dict(optimizer_config, type='OptimizerHook'), 1
 
 
 def train_segmentor(model, dataset, cfg, distributed=False, validate=False, timestamp=None, meta=None):
@@ -133,7 +117,14 @@ def train_segmentor(model, dataset, cfg, distributed=False, validate=False, time
     check_training_values(cfg)
     logger = get_root_logger(cfg.log_level)
     dataset = dataset if isinstance(dataset, (list, tuple)) else [dataset]
-    device = cfg.get('device', 'cuda' if torch.cuda.is_available() else 'cpu')
+    device = cfg.get('device', get_device())
+    if cfg.get('fp16', None) is not None:
+        raise ValueError('cfg.fp16 is MMSeg\'s fp16 switch; here the precision is model.amp_dtype: '
+                         'set model.amp_dtype=\'fp16\' (loss scaling follows), or translate the '
+                         'config with cascade_clip.apis.resolve_precision before building the model')
+    module = getattr(model, 'module', model)
+    optimizer_config, micro_batches = optimizer_hook_config(cfg.optimizer_config,
+                                                            getattr(module, 'amp_dtype', None))
     loader_cfg = dict(num_gpus=len(cfg.gpu_ids), dist=distributed, seed=cfg.seed, drop_last=True)
     loader_cfg.update({
         k: v for k, v in cfg.data.items()
@@ -141,7 +132,6 @@ def train_segmentor(model, dataset, cfg, distributed=False, validate=False, time
     })
     train_loader_cfg = {**loader_cfg, **cfg.data.get('train_dataloader', {})}
     samples_per_gpu = train_loader_cfg['samples_per_gpu']
-    micro_batches = accumulation_steps(cfg.optimizer_config)
     if micro_batches > 1:
         # one runner iteration = one optimizer step over K micro-batches of samples_per_gpu
         train_loader_cfg['samples_per_gpu'] = samples_per_gpu * micro_batches
@@ -157,12 +147,21 @@ def train_segmentor(model, dataset, cfg, distributed=False, validate=False, time
     if cfg.get('runner') is None:
         cfg.runner = {'type': 'AtomicIterBasedRunner', 'max_iters': cfg.total_iters}
         warnings.warn('config is now expected to have a `runner` section', UserWarning)
+    runner_cfg = dict(cfg.runner)
+    if runner_cfg.get('micro_batches', micro_batches) != micro_batches:
+        raise ValueError(f'runner.micro_batches={runner_cfg["micro_batches"]} differs from the '
+                         f'{micro_batches} micro-batches of optimizer_config (cumulative_iters): '
+                         f'set only optimizer_config.cumulative_iters')
+    if micro_batches > 1:
+        if runner_cfg.get('type') != 'AtomicIterBasedRunner':
+            raise ValueError(f'gradient accumulation (cumulative_iters={micro_batches}) needs '
+                             f'runner.type=\'AtomicIterBasedRunner\', got {runner_cfg.get("type")!r}')
+        runner_cfg['micro_batches'] = micro_batches
     runner = build_runner(
-        cfg.runner,
+        runner_cfg,
         default_args=dict(model=model, batch_processor=None, optimizer=optimizer,
                           work_dir=cfg.work_dir, logger=logger, meta=meta))
 
-    optimizer_config = optimizer_hook_config(cfg, device, distributed)
     runner.register_training_hooks(cfg.lr_config, optimizer_config, cfg.checkpoint_config,
                                    cfg.log_config, cfg.get('momentum_config', None))
     # before the optimizer hook (ABOVE_NORMAL): a NaN/inf loss stops the run before it

@@ -1,153 +1,96 @@
-"""Optimizer hooks: gradient all-reduce for distributed training without
-DistributedDataParallel (CPU/Gloo), fp16 loss scaling, and exact gradient accumulation over
-micro-batches."""
-from typing import Optional
+"""Loss scaling for fp16 training through MMCV's Fp16OptimizerHook family, and the hook that
+records the train state every checkpoint stores."""
+from typing import Any, Dict, List, Optional, Union
 
 import torch
 import torch.distributed as dist
-from mmcv.parallel import is_module_wrapper
-from mmcv.runner import HOOKS, OptimizerHook, allreduce_grads
+from mmcv.runner import HOOKS, GradientCumulativeFp16OptimizerHook, Hook
 
 from ..utils.strict import strict_kwargs
 
 
-class MicroBatching:
-    """What ``MicroBatchOptimizerHook`` tells the segmentor: split each loaded batch into
-    ``micro_batches`` parts and back-propagate all but the last with ``backward``."""
-
-    def __init__(self, micro_batches: int, backward):
-        self.micro_batches = micro_batches
-        self.backward = backward
-
-
 @HOOKS.register_module()
 @strict_kwargs
-class MicroBatchOptimizerHook(OptimizerHook):
-    """One optimizer step per runner iteration, over ``micro_batches`` forward/backward passes.
+class LossScaleOptimizerHook(GradientCumulativeFp16OptimizerHook):
+    """fp16 loss scaling, one optimizer step per runner iteration.
 
-    This is what ``optimizer_config=dict(type='GradientCumulativeOptimizerHook',
-    cumulative_iters=K)`` becomes in ``train_segmentor``: the data loader yields K ×
-    ``samples_per_gpu`` images per iteration, the segmentor's ``train_step`` splits them into
-    K micro-batches of ``samples_per_gpu``, normalises every micro-batch's loss by the number
-    of masks of the whole loaded batch (averaged over the ranks, as without accumulation) and
-    back-propagates the first K - 1 itself (with ``backward``, so the loss scaling applies);
-    the hook back-propagates the last one, averages the gradients over the ranks when
-    ``allreduce`` (replicated CPU runs; DDP synchronises at that last backward), unscales,
-    clips and steps. The gradient is that of the K-times larger batch, and a runner iteration
-    is an optimizer step, so ``max_iters``, warm-up and the poly schedule count optimizer steps.
+    MMCV's ``GradientCumulativeFp16OptimizerHook`` with ``cumulative_iters=1``: scale the loss,
+    back-propagate (adding to the gradients the runner's micro-batches already left, see
+    ``AtomicIterBasedRunner``), unscale, clip, step, update the scale, zero the gradients; the
+    scaler's state goes to ``runner.meta['fp16']['loss_scaler']``, which checkpoints keep and
+    resuming restores. Two differences:
+
+    - the scaler is ``torch.amp.GradScaler`` for the device of the model's parameters (MMCV
+      builds a CUDA one, which disables itself on a CPU model: no scaling at all);
+    - the model is not wrapped with ``wrap_fp16_model``: its precision is ``model.amp_dtype``
+      (``CascadeCLIP`` autocasts itself), and MMCV's ``@auto_fp16`` must not autocast again.
 
     Args:
         grad_clip: as ``OptimizerHook``.
-        micro_batches: K (1: plain step).
-        allreduce: average the gradients over the ranks before the step (no DDP).
-        fp16: loss scaling with ``torch.amp.GradScaler`` (its state kept in checkpoints' meta).
-        init_scale: of the scaler.
-        device: of the scaler; None: the device of the model's parameters (at the start of
-            the run).
+        loss_scale: as ``Fp16OptimizerHook``: 'dynamic', a float (static scale) or a dict of
+            ``GradScaler`` arguments.
     """
 
-    def __init__(self, grad_clip=None, micro_batches: int = 1, allreduce: bool = False,
-                 fp16: bool = False, init_scale: float = 2.**16, device: Optional[str] = None):
-        super().__init__(grad_clip=grad_clip)
-        if int(micro_batches) < 1:
-            raise ValueError(f'micro_batches must be >= 1, got {micro_batches}')
-        self.micro_batches = int(micro_batches)
-        self.allreduce = allreduce
-        self.fp16, self.init_scale, self.device = fp16, init_scale, device
-        self.scaler: Optional[torch.amp.GradScaler] = None  # built in before_run
-
-    def backward(self, loss: torch.Tensor) -> None:
-        (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
-
-    def before_run(self, runner):
-        if self.fp16:
-            # a scaler for another device type than the model's disables itself with a
-            # warning (no loss scaling at all): take the device from the parameters
-            device = self.device or next(runner.model.parameters()).device.type
-            self.scaler = torch.amp.GradScaler(device, init_scale=self.init_scale)
-            # kept under meta['hook_msgs'], the part of meta that MMCV's resume restores
-            state = ((runner.meta or {}).get('hook_msgs') or {}).get('grad_scaler')
-            if state:
-                self.scaler.load_state_dict(state)
-        if self.micro_batches > 1:
-            model = runner.model.module if is_module_wrapper(runner.model) else runner.model
-            if not hasattr(model, 'set_micro_batching'):
-                raise TypeError(f'{type(model).__name__} does not support micro-batches '
-                                f'(gradient accumulation); use CascadeCLIP')
-            model.set_micro_batching(MicroBatching(self.micro_batches, self.backward))
-        runner.optimizer.zero_grad()
-
-    def after_run(self, runner):
-        model = runner.model.module if is_module_wrapper(runner.model) else runner.model
-        if self.micro_batches > 1 and hasattr(model, 'set_micro_batching'):
-            model.set_micro_batching(None)
-
-    def before_train_iter(self, runner):
-        runner.optimizer.zero_grad()  # the micro-batches' backward passes accumulate from here
-
-    def after_train_iter(self, runner):
-        self.backward(runner.outputs['loss'])
-        if self.allreduce:
-            allreduce_gradients(runner.model.parameters())
-        if self.scaler is not None:
-            self.scaler.unscale_(runner.optimizer)
-        clip_and_log(self, runner)
-        if self.scaler is not None:
-            self.scaler.step(runner.optimizer)
-            self.scaler.update()
-            if runner.meta is not None:
-                runner.meta.setdefault('hook_msgs', {})['grad_scaler'] = self.scaler.state_dict()
+    def __init__(self, grad_clip: Optional[dict] = None,
+                 loss_scale: Union[float, str, dict] = 'dynamic'):
+        # not MMCV's __init__: it builds a CUDA scaler (built here in before_run)
+        self.grad_clip = grad_clip
+        self.detect_anomalous_params = False
+        self.cumulative_iters = 1
+        self.divisible_iters = 0
+        self.remainder_iters = 0
+        self.initialized = False
+        if loss_scale == 'dynamic':
+            self._scaler_args: Dict[str, Any] = {}
+            self._scale_update_param = None
+        elif isinstance(loss_scale, (int, float)) and not isinstance(loss_scale, bool):
+            self._scaler_args = dict(init_scale=float(loss_scale))
+            self._scale_update_param = float(loss_scale)
+        elif isinstance(loss_scale, dict):
+            self._scaler_args = dict(loss_scale)
+            self._scale_update_param = None
         else:
-            runner.optimizer.step()
-        runner.optimizer.zero_grad()
+            raise ValueError(f'loss_scale must be "dynamic", a number or a dict of GradScaler '
+                             f'arguments, got {loss_scale!r}')
+        self.loss_scaler: Optional[torch.amp.GradScaler] = None
+
+    def before_run(self, runner) -> None:
+        device = next(runner.model.parameters()).device.type
+        self.loss_scaler = torch.amp.GradScaler(device, **self._scaler_args)
+        meta = runner.meta or {}
+        state = (meta.get('fp16') or {}).get('loss_scaler')
+        if state is None:  # checkpoints of earlier versions of this project
+            state = (meta.get('hook_msgs') or {}).get('grad_scaler')
+        if state:
+            self.loss_scaler.load_state_dict(state)
 
 
 @HOOKS.register_module()
 @strict_kwargs
-class GradAllReduceOptimizerHook(MicroBatchOptimizerHook):
-    """Backward, average the gradients over the ranks, (clip), step.
+class TrainStateHook(Hook):
+    """Records the train state of every rank after each iteration's forward pass.
 
-    Used for CPU runs with several processes: the model is replicated in each process and
-    gradients are averaged with one coalesced all-reduce per step (Gloo). Trainable
-    parameters without a gradient on this rank count as zero so that every rank reduces the
-    same tensors.
+    Registered by ``AtomicIterBasedRunner`` with priority ``VERY_HIGH``: its
+    ``after_train_iter`` runs before every other hook's (the non-finite-loss check, the
+    optimizer step, the checkpoint, the evaluation), so a checkpoint saved in this iteration
+    stores the random states as they were when the iteration's computation ended. The
+    backward pass and the optimizer step draw no random numbers, so these are also the states
+    of the next iteration's start.
+
+    In a distributed run every rank's state is gathered to every rank (a collective, hence
+    done here on every rank, not in the rank-0-only save): ``ranks`` is then the list of all
+    ranks' states, whichever hook saves a checkpoint. A few tens of kB per iteration.
     """
 
-    def __init__(self, grad_clip=None, micro_batches: int = 1):
-        super().__init__(grad_clip=grad_clip, micro_batches=micro_batches, allreduce=True)
+    def __init__(self):
+        self.iter: Optional[int] = None  # runner.iter of the recorded iteration
+        self.local: Optional[Dict[str, Any]] = None  # this rank's state
+        self.ranks: List[Dict[str, Any]] = []  # every rank's, in rank order
 
-
-@HOOKS.register_module()
-@strict_kwargs
-class GradScalerOptimizerHook(MicroBatchOptimizerHook):
-    """fp16 training: loss scaling with ``torch.amp.GradScaler`` (the model autocasts itself,
-    see ``CascadeCLIP.amp_dtype``), optional gradient all-reduce for replicated CPU runs,
-    clipping on the unscaled gradients. The scaler's state goes into checkpoints' meta."""
-
-    def __init__(self, grad_clip=None, allreduce: bool = False, init_scale: float = 2.**16,
-                 device: Optional[str] = None, micro_batches: int = 1):
-        super().__init__(grad_clip=grad_clip, micro_batches=micro_batches, allreduce=allreduce,
-                         fp16=True, init_scale=init_scale, device=device)
-
-
-def clip_and_log(hook: OptimizerHook, runner) -> None:
-    """Clip the gradients if the hook has ``grad_clip`` and log their norm (as OptimizerHook)."""
-    if hook.grad_clip is not None:
-        grad_norm = hook.clip_grads(runner.model.parameters())
-        if grad_norm is not None:
-            runner.log_buffer.update({'grad_norm': float(grad_norm)}, runner.outputs['num_samples'])
-
-
-def allreduce_gradients(params) -> None:
-    """Average the gradients of ``params`` over the ranks (MMCV's coalesced ``allreduce_grads``).
-
-    Trainable parameters without a gradient get zeros first, so that every rank reduces the
-    same tensors (MMCV's helper skips missing gradients, which would desynchronise the ranks).
-    """
-    if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
-        return
-    params = [p for p in params if p.requires_grad]
-    for p in params:
-        if p.grad is None:
-            p.grad = torch.zeros_like(p)
-    allreduce_grads(params, coalesce=True)
+    def after_train_iter(self, runner) -> None:
+        state = runner.local_train_state()
+        ranks = [state]
+        if runner.world_size > 1:
+            ranks = [None] * runner.world_size
+            dist.all_gather_object(ranks, state)
+        self.iter, self.local, self.ranks = runner.iter, state, ranks

@@ -223,7 +223,7 @@ def test_misspelt_dataset_and_hook_keys():
     from mmcv.runner import HOOKS
     from mmcv.utils import build_from_cfg
     with pytest.raises(TypeError, match=r"unknown argument 'grad_clips' \(did you mean 'grad_clip'\?\)"):
-        build_from_cfg(dict(type='GradAllReduceOptimizerHook', grad_clips=None), HOOKS)
+        build_from_cfg(dict(type='LossScaleOptimizerHook', grad_clips=None), HOOKS)
 
 
 def test_published_compatibility_keys_are_accepted():

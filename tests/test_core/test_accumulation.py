@@ -1,17 +1,21 @@
-"""Exact gradient accumulation (``GradientCumulativeOptimizerHook`` -> micro-batches of one
-optimizer step): K x batch b accumulated equals batch K·b, on one and on two processes."""
+"""Exact gradient accumulation in the runner: a loaded batch split into K micro-batches, the
+first K - 1 under DDP's ``no_sync()``, then one optimizer step, equals the K-times larger
+batch; in one process and in two Gloo processes through DistributedDataParallel, with the
+fp16 loss scaler and in the transductive setting."""
+import logging
 import os
 import tempfile
-from types import SimpleNamespace
 
 import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from mmcv.utils import Config
+from mmcv.parallel import DataContainer
+from torch.nn.parallel import DistributedDataParallel
 
-from cascade_clip.apis.train import accumulation_steps, optimizer_hook_config
-from cascade_clip.core import MicroBatchOptimizerHook
+from cascade_clip.apis import wrap_model
+from cascade_clip.apis.train import optimizer_hook_config
+from cascade_clip.core import AtomicIterBasedRunner
 from tests.tiny import build, tiny_model_cfg
 
 
@@ -41,32 +45,51 @@ def make_batch(n, seed):
     return dict(img=img, img_metas=[meta() for _ in range(n)], gt_semantic_seg=gt)
 
 
+def transductive(batch):
+    batch['gt_semantic_seg'][:, :, 40:] = 2  # unseen class: pseudo-labelled pixels
+    return batch
+
+
 class RecordingSGD(torch.optim.SGD):
     """SGD whose step records the gradients it sees."""
 
     def step(self, closure=None):
         self.seen = [p.grad.detach().clone() for g in self.param_groups for p in g['params']]
+        self.steps = getattr(self, 'steps', 0) + 1
         return super().step(closure)
 
 
-class LogBuffer:
+class OneBatch:
+    """What MMCV's IterLoader gives the runner: the batch as the data loader collates it."""
+    epoch = 0
 
-    def update(self, d, n):
-        pass
+    def __init__(self, batch):
+        self.batch = dict(img=DataContainer([batch['img']], stack=True),
+                          img_metas=DataContainer([batch['img_metas']], cpu_only=True),
+                          gt_semantic_seg=DataContainer([batch['gt_semantic_seg']], stack=True))
+
+    def __next__(self):
+        return self.batch
 
 
-def accumulated_step(model, batch, micro_batches, **hook_args):
-    """One runner iteration through MicroBatchOptimizerHook: the gradients of the step."""
+def accumulated_step(model, batch, micro_batches, amp_dtype=None, optimizer_config=None):
+    """One runner iteration of AtomicIterBasedRunner with the hook train_segmentor chooses:
+    the gradients of the optimizer step, the outputs, the runner and the wrapped model."""
     params = [p for p in model.parameters() if p.requires_grad]
     opt = RecordingSGD(params, lr=0.0)
-    runner = SimpleNamespace(model=model, optimizer=opt, meta={}, log_buffer=LogBuffer())
-    hook = MicroBatchOptimizerHook(micro_batches=micro_batches, **hook_args)
-    hook.before_run(runner)
-    hook.before_train_iter(runner)
-    runner.outputs = model.train_step(batch, opt)
-    hook.after_train_iter(runner)
-    hook.after_run(runner)
-    return opt.seen, runner.outputs
+    wrapped = wrap_model(model, 'cpu', dist.is_available() and dist.is_initialized())
+    optimizer_config = optimizer_config or dict(type='GradientCumulativeOptimizerHook',
+                                                cumulative_iters=micro_batches)
+    hook_cfg, k = optimizer_hook_config(optimizer_config, amp_dtype)
+    assert k == micro_batches
+    runner = AtomicIterBasedRunner(model=wrapped, optimizer=opt, work_dir=None, meta={},
+                                   logger=logging.getLogger('test_accumulation'), max_iters=1,
+                                   micro_batches=k)
+    runner.register_optimizer_hook(hook_cfg)
+    runner.call_hook('before_run')
+    runner.train(OneBatch(batch))
+    assert opt.steps == 1  # one runner iteration = one optimizer step
+    return opt.seen, runner.outputs, runner, wrapped
 
 
 def whole_batch_grads(model, batch):
@@ -80,6 +103,8 @@ def whole_batch_grads(model, batch):
 
 
 def rel_diff(a, b):
+    """Relative norm of the difference over all trainable parameters together (the key biases
+    of softmax attention get rounding-level gradients, so no per-parameter comparison)."""
     num = sum((x - y).pow(2).sum() for x, y in zip(a, b)).sqrt()
     return float(num / sum(y.pow(2).sum() for y in b).sqrt())
 
@@ -88,9 +113,9 @@ def test_two_micro_batches_equal_batch_two():
     model = no_dropout_model()
     batch = make_batch(2, 0)
     ref, ref_loss = whole_batch_grads(model, batch)
-    got, outputs = accumulated_step(model, batch, 2)
+    got, outputs, runner, _ = accumulated_step(model, batch, 2)
     assert rel_diff(got, ref) < 1e-5
-    assert outputs['num_samples'] == 2 and model._micro_batching is None
+    assert outputs['num_samples'] == 2 and runner.iter == 1
     # logged: the loss of the whole batch (summed over micro-batches)
     assert outputs['log_vars']['loss'] == pytest.approx(ref_loss, rel=1e-5)
     # MMCV's stock accumulation normalises every micro-batch by its own mask count: not equal
@@ -104,23 +129,28 @@ def test_two_micro_batches_equal_batch_two():
     assert rel_diff(stock, ref) > 1e-2
 
 
-def test_four_images_in_two_micro_batches_and_fp16_scaler_path():
+def test_four_images_in_two_and_four_micro_batches_and_fp16_scaler_path():
     model = no_dropout_model()
     batch = make_batch(4, 1)
     ref, _ = whole_batch_grads(model, batch)
-    got, _ = accumulated_step(model, batch, 2)
+    got, _, _, _ = accumulated_step(model, batch, 2)
     assert rel_diff(got, ref) < 1e-5
-    # loss scaling (the scaler of GradScalerOptimizerHook, on the CPU): unscaled gradients equal
-    got, _ = accumulated_step(model, batch, 4, fp16=True, device='cpu', init_scale=2.**10)
+    # loss scaling (LossScaleOptimizerHook, the hook of model.amp_dtype='fp16'; its scaler runs
+    # on the CPU, the model computes in fp32 since fp16 autocast is not for the CPU): every
+    # micro-batch's backward is scaled, the step sees unscaled gradients
+    got, _, runner, _ = accumulated_step(model, batch, 4, amp_dtype='fp16', optimizer_config=dict(
+        type='GradientCumulativeOptimizerHook', cumulative_iters=4, loss_scale=dict(init_scale=2.**10)))
     assert rel_diff(got, ref) < 1e-5
+    hook = runner._optimizer_hook()
+    assert type(hook).__name__ == 'LossScaleOptimizerHook' and hook.loss_scaler.is_enabled()
+    assert runner.meta['fp16']['loss_scaler']['scale'] == 2.**10
 
 
 def test_transductive_micro_batches_count_pseudo_labelled_masks():
     model = no_dropout_model(self_training=True)
-    batch = make_batch(2, 2)
-    batch['gt_semantic_seg'][:, :, 40:] = 2  # unseen class: pseudo-labelled pixels
+    batch = transductive(make_batch(2, 2))
     ref, _ = whole_batch_grads(model, batch)
-    got, _ = accumulated_step(model, batch, 2)
+    got, _, _, _ = accumulated_step(model, batch, 2)
     assert rel_diff(got, ref) < 1e-5
 
 
@@ -159,41 +189,82 @@ def test_transductive_count_uses_the_training_pass_random_draws():
 
 
 def test_optimizer_config_mapping():
-    cfg = Config(dict(model=dict(), optimizer_config=dict(type='GradientCumulativeOptimizerHook',
-                                                          cumulative_iters=4, grad_clip=None)))
-    assert accumulation_steps(cfg.optimizer_config) == 4
-    assert optimizer_hook_config(cfg, 'cpu', True) == dict(
-        type='MicroBatchOptimizerHook', micro_batches=4, allreduce=True, fp16=False, grad_clip=None)
-    cfg.model.amp_dtype = 'fp16'
-    assert optimizer_hook_config(cfg, 'cuda', False)['fp16'] is True
-    cfg.optimizer_config = dict()
-    assert accumulation_steps(cfg.optimizer_config) == 1
-    assert optimizer_hook_config(cfg, 'cpu', True)['type'] == 'GradScalerOptimizerHook'
-    # this project's hooks configured directly: their micro_batches enlarge the loaded batch
-    cfg.optimizer_config = dict(type='GradScalerOptimizerHook', micro_batches=3, allreduce=True)
-    assert accumulation_steps(cfg.optimizer_config) == 3
-    assert optimizer_hook_config(cfg, 'cpu', True) == dict(cfg.optimizer_config)
-    # ... and on several CPU processes they must average the gradients
-    cfg.optimizer_config = dict(type='MicroBatchOptimizerHook', micro_batches=2)
-    assert accumulation_steps(cfg.optimizer_config) == 2
-    with pytest.raises(ValueError, match=r'MicroBatchOptimizerHook without allreduce=True on several '
-                       r'CPU processes.*optimizer_config.allreduce=True'):
-        optimizer_hook_config(cfg, 'cpu', True)
-    assert optimizer_hook_config(cfg, 'cpu', False)['type'] == 'MicroBatchOptimizerHook'
+    acc = dict(type='GradientCumulativeOptimizerHook', cumulative_iters=4, grad_clip=None)
+    # one optimizer step per runner iteration, on what the micro-batches accumulated
+    assert optimizer_hook_config(acc, None) == (
+        dict(type='GradientCumulativeOptimizerHook', cumulative_iters=1, grad_clip=None), 4)
+    assert optimizer_hook_config(acc, 'fp16') == (
+        dict(type='LossScaleOptimizerHook', grad_clip=None), 4)
+    assert optimizer_hook_config(dict(), None) == (dict(type='OptimizerHook'), 1)
+    assert optimizer_hook_config(dict(loss_scale=512.), 'fp16') == (
+        dict(type='LossScaleOptimizerHook', loss_scale=512.), 1)
+    with pytest.raises(ValueError, match=r"optimizer_config.loss_scale=512.0 without fp16.*"
+                       r"model.amp_dtype='fp16'"):
+        optimizer_hook_config(dict(loss_scale=512.), 'bf16')
+    with pytest.raises(ValueError, match=r"'Fp16OptimizerHook': the precision is model.amp_dtype"):
+        optimizer_hook_config(dict(type='Fp16OptimizerHook'), 'fp16')
 
 
+def test_micro_batches_refuse_a_hook_that_zeroes_the_gradients():
+    model = no_dropout_model()
+    runner = AtomicIterBasedRunner(model=wrap_model(model, 'cpu', False),
+                                   optimizer=torch.optim.SGD(model.parameters(), lr=0.0),
+                                   work_dir=None, logger=logging.getLogger('t'), max_iters=1,
+                                   micro_batches=2)
+    runner.register_optimizer_hook(dict(type='OptimizerHook'))
+    with pytest.raises(ValueError, match=r'micro_batches=2 needs an optimizer hook that steps once '
+                       r'per iteration.*got OptimizerHook'):
+        runner.run([[make_batch(2, 0)]], [('train', 1)])
+
+
+# ---------------------------------------------------------------- two Gloo processes, DDP
 def _worker(rank, world, port, out_dir):
     os.environ.update(MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port))
     torch.set_num_threads(1)
     dist.init_process_group('gloo', rank=rank, world_size=world)
     try:
-        model = no_dropout_model()
+        results = {}
         full = make_batch(4, 3)
         mine = {k: v[2 * rank:2 * rank + 2] for k, v in full.items()}  # 2 images per rank
-        got, _ = accumulated_step(model, mine, 2, allreduce=True)  # 2 micro-batches of 1
-        torch.save(got, os.path.join(out_dir, f'grads{rank}.pt'))
+        for name, kwargs, micro in (
+                ('plain', dict(), 1),
+                ('micro', dict(), 2),  # 2 micro-batches of 1
+                ('fp16_scaler', dict(amp_dtype='fp16', optimizer_config=dict(
+                    type='GradientCumulativeOptimizerHook', cumulative_iters=2,
+                    loss_scale=dict(init_scale=2.**10))), 2)):
+            model = no_dropout_model()
+            got, _, _, wrapped = _spied_step(model, mine, micro, **kwargs)
+            results[name] = (got, isinstance(wrapped, DistributedDataParallel), wrapped.no_sync_calls)
+        model = no_dropout_model(self_training=True)
+        mine_t = {k: v[2 * rank:2 * rank + 2] for k, v in transductive(make_batch(4, 3)).items()}
+        got, _, _, wrapped = _spied_step(model, mine_t, 2)
+        results['transductive'] = (got, True, wrapped.no_sync_calls)
+        torch.save(results, os.path.join(out_dir, f'grads{rank}.pt'))
     finally:
         dist.destroy_process_group()
+
+
+def _spied_step(model, batch, micro, **kwargs):
+    """accumulated_step, counting the runner's entries into DDP's no_sync()."""
+    import contextlib
+
+    from cascade_clip.apis import dist as dist_api
+    calls = []
+    original = DistributedDataParallel.no_sync
+
+    @contextlib.contextmanager
+    def counting(self):
+        calls.append(1)
+        with original(self):
+            yield
+
+    dist_api.MMDDP.no_sync = counting  # test spy on the class, removed below
+    try:
+        out = accumulated_step(model, batch, micro, **kwargs)
+    finally:
+        del dist_api.MMDDP.no_sync
+    out[3].no_sync_calls = len(calls)
+    return out
 
 
 def free_port():
@@ -203,10 +274,15 @@ def free_port():
         return s.getsockname()[1]
 
 
-def test_two_processes_two_micro_batches_equal_batch_four():
+def test_two_processes_through_ddp_equal_one_process_on_the_union_batch():
     with tempfile.TemporaryDirectory() as d:
         mp.spawn(_worker, args=(2, free_port(), d), nprocs=2, join=True)
         got = [torch.load(os.path.join(d, f'grads{r}.pt'), weights_only=True) for r in range(2)]
     ref, _ = whole_batch_grads(no_dropout_model(), make_batch(4, 3))
-    assert rel_diff(got[0], ref) < 1e-5
-    assert rel_diff(got[1], ref) < 1e-5
+    ref_t, _ = whole_batch_grads(no_dropout_model(self_training=True), transductive(make_batch(4, 3)))
+    for rank in range(2):
+        for name, (grads, is_ddp, no_sync_calls) in got[rank].items():
+            assert is_ddp, name  # the distributed model is torch's DistributedDataParallel
+            assert rel_diff(grads, ref_t if name == 'transductive' else ref) < 1e-5, (rank, name)
+            # K micro-batches: the first K - 1 under no_sync(), the last one synchronised
+            assert no_sync_calls == (0 if name == 'plain' else 1), (rank, name)

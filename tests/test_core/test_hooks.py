@@ -1,8 +1,10 @@
 from types import SimpleNamespace
 
+import pytest
 import torch
+from mmcv.runner import HOOKS, Fp16OptimizerHook
 
-from cascade_clip.core import GradAllReduceOptimizerHook, GradScalerOptimizerHook
+from cascade_clip.core import LossScaleOptimizerHook
 
 
 class Buffer:
@@ -17,57 +19,87 @@ class Buffer:
 def runner_for(model, loss, meta=None):
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     return SimpleNamespace(model=model, optimizer=opt, outputs=dict(loss=loss, num_samples=1),
-                           log_buffer=Buffer(), meta=meta if meta is not None else {})
+                           log_buffer=Buffer(), meta=meta if meta is not None else {}, iter=0,
+                           max_iters=10, logger=None)
 
 
-def test_grad_scaler_hook_steps_and_skips_non_finite():
+def test_loss_scale_hook_steps_and_skips_non_finite():
     torch.manual_seed(0)
     model = torch.nn.Linear(4, 2)
     w0 = model.weight.detach().clone()
-    hook = GradScalerOptimizerHook(grad_clip=dict(max_norm=1.0), device='cpu', init_scale=1024.)
-    with torch.autocast('cpu', dtype=torch.float16):
-        out = model(torch.randn(3, 4))
-    runner = runner_for(model, out.float().pow(2).mean())
+    hook = LossScaleOptimizerHook(grad_clip=dict(max_norm=1.0), loss_scale=dict(init_scale=1024.))
+    assert isinstance(hook, Fp16OptimizerHook)  # MMCV's family
+    assert HOOKS.get('LossScaleOptimizerHook') is LossScaleOptimizerHook
+    x = torch.randn(3, 4)
+    runner = runner_for(model, model(x).pow(2).mean())
     hook.before_run(runner)
     hook.after_train_iter(runner)
     assert not torch.equal(model.weight, w0)
-    assert 'grad_norm' in runner.log_buffer.output
-    # the gradients were unscaled before clipping and stepping
-    assert runner.log_buffer.output['grad_norm'] < 100
-    state = runner.meta['hook_msgs']['grad_scaler']
-    assert state['scale'] == 1024.
+    # the gradients were unscaled before clipping and stepping: the clipped step is that of
+    # plain SGD with the same clipping
+    ref = torch.nn.Linear(4, 2)
+    ref.weight.data.copy_(w0)
+    torch.manual_seed(0)
+    ref.bias.data.copy_(torch.nn.Linear(4, 2).bias)
+    ref(x).pow(2).mean().backward()
+    norm = torch.nn.utils.clip_grad_norm_(ref.parameters(), 1.0)
+    assert runner.log_buffer.output['grad_norm'] == pytest.approx(float(norm), rel=1e-5)
+    torch.optim.SGD(ref.parameters(), lr=0.1).step()
+    torch.testing.assert_close(model.weight, ref.weight)
+    assert all(p.grad is None for p in model.parameters())  # zeroed after the step
+    # MMCV's place for the scaler state, kept in checkpoints and restored by resume
+    assert runner.meta['fp16']['loss_scaler']['scale'] == 1024.
     # a non-finite loss: no step, the scale is halved
     w1 = model.weight.detach().clone()
     runner.outputs['loss'] = (model(torch.randn(3, 4)).sum() * float('inf'))
     hook.after_train_iter(runner)
     assert torch.equal(model.weight, w1)
-    assert runner.meta['hook_msgs']['grad_scaler']['scale'] == 512.
-    # a new hook restores the scaler from the checkpoint meta
-    hook2 = GradScalerOptimizerHook(device='cpu')
+    assert runner.meta['fp16']['loss_scaler']['scale'] == 512.
+    # a new hook restores the scaler from the (resumed) meta
+    hook2 = LossScaleOptimizerHook()
     hook2.before_run(runner)
-    assert hook2.scaler.get_scale() == 512.
+    assert hook2.loss_scaler.get_scale() == 512.
+    # ... also from the key earlier versions of this project wrote
+    hook3 = LossScaleOptimizerHook()
+    hook3.before_run(runner_for(model, None, meta=dict(hook_msgs=dict(grad_scaler=dict(
+        scale=64., growth_factor=2., backoff_factor=.5, growth_interval=2000, _growth_tracker=0)))))
+    assert hook3.loss_scaler.get_scale() == 64.
 
 
-def test_grad_scaler_device_is_taken_from_the_model():
-    """No device given: the scaler is built for the parameters' device at the start of the run
-    (a CUDA scaler on a CPU model would disable itself: no loss scaling at all)."""
+def test_loss_scale_device_is_taken_from_the_model_and_static_scale_stays():
+    """The scaler is built for the parameters' device at the start of the run (MMCV's CUDA
+    scaler on a CPU model would disable itself: no loss scaling at all)."""
     model = torch.nn.Linear(4, 2)
-    hook = GradScalerOptimizerHook(init_scale=8.)
+    hook = LossScaleOptimizerHook(loss_scale=8.)
     runner = runner_for(model, model(torch.randn(3, 4)).sum())
     hook.before_run(runner)
-    assert hook.scaler.is_enabled()
-    assert float(hook.scaler.scale(torch.ones(()))) == 8.
+    assert hook.loss_scaler.is_enabled()
+    assert float(hook.loss_scaler.scale(torch.ones(()))) == 8.
+    runner.outputs['loss'] = model(torch.randn(3, 4)).sum() * float('inf')
+    hook.after_train_iter(runner)
+    assert hook.loss_scaler.get_scale() == 8.  # static: not halved
+    with pytest.raises(ValueError, match='loss_scale must be "dynamic", a number or a dict'):
+        LossScaleOptimizerHook(loss_scale='fast')
+    with pytest.raises(TypeError, match=r"unknown argument 'grad_clips' \(did you mean 'grad_clip'\?\)"):
+        LossScaleOptimizerHook(grad_clips=None)
 
 
-def test_grad_allreduce_hook_single_process_is_plain_step():
-    torch.manual_seed(0)
-    model = torch.nn.Linear(4, 2)
-    ref = torch.nn.Linear(4, 2)
-    ref.load_state_dict(model.state_dict())
-    x = torch.randn(3, 4)
-    runner = runner_for(model, model(x).sum())
-    GradAllReduceOptimizerHook().after_train_iter(runner)
-    opt = torch.optim.SGD(ref.parameters(), lr=0.1)
-    ref(x).sum().backward()
-    opt.step()
-    torch.testing.assert_close(model.weight, ref.weight)
+def test_train_state_hook_runs_first_after_each_iteration():
+    import logging
+
+    from mmcv.runner import Hook
+
+    from cascade_clip.core import AtomicIterBasedRunner, NonFiniteLossHook
+
+    class Net(torch.nn.Linear):
+
+        def train_step(self, batch, optimizer):
+            pass
+
+    model = Net(2, 1)
+    runner = AtomicIterBasedRunner(model=model, optimizer=torch.optim.SGD(model.parameters(), lr=0.1),
+                                   work_dir=None, logger=logging.getLogger('t'), max_iters=1)
+    runner.register_training_hooks(None, dict(grad_clip=None), dict(interval=1), None)
+    runner.register_hook(NonFiniteLossHook(), priority='HIGH')
+    after = [type(h).__name__ for h in runner.hooks if type(h).after_train_iter is not Hook.after_train_iter]
+    assert after[:3] == ['TrainStateHook', 'NonFiniteLossHook', 'OptimizerHook']

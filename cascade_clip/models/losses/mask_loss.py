@@ -309,7 +309,7 @@ class SegLossPlus(nn.Module):
         full_resolution: compute as the published code does instead: upsample all logits to
             the label's size, then ``focal_and_dice_from_labels``, keeping (B, K, H, W)
             tensors for the backward pass. Same values and gradients, more memory; a
-            reference for the lean path (``tools/benchmark.py --check-grads``).
+            reference for the lean path (tests/test_models/test_losses/test_lean_loss.py).
     """
 
     def __init__(self,

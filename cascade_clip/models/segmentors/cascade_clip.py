@@ -1,6 +1,6 @@
 """``CascadeCLIP``: the zero-shot segmentor (paper §3; inductive and transductive settings, §4)."""
 import os.path as osp
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import mmcv
 import numpy as np
@@ -158,8 +158,6 @@ class CascadeCLIP(EncoderDecoder):
         self.multi_prompts = multi_prompts
         self.self_training = self_training
         self.set_precision(amp_dtype)
-        # gradient accumulation, given by MicroBatchOptimizerHook through set_micro_batching
-        self._micro_batching = None
         self.test_cfg = check_test_cfg(self.test_cfg)
         self._check_cascade_layout()
         self._freeze(ft_backbone, exclude_key)
@@ -401,65 +399,41 @@ class CascadeCLIP(EncoderDecoder):
         losses.update(add_prefix(loss_decode, 'decode'))
         return losses
 
-    def set_micro_batching(self, micro_batching) -> None:
-        """Split every loaded training batch into ``micro_batching.micro_batches`` parts (an
-        object with ``micro_batches`` and ``backward(loss)``, see ``MicroBatchOptimizerHook``),
-        or None for plain steps."""
-        self._micro_batching = micro_batching
+    def train_step(self, data_batch: dict, optimizer, num_masks: Optional[float] = None,
+                   random_state: Optional[tuple] = None, **kwargs) -> dict:
+        """MMSeg's ``train_step`` (losses of ``data_batch``, parsed and logged), with what a
+        micro-batch of a larger loaded batch needs (see ``count_train_masks``):
 
-    def train_step(self, data_batch: dict, optimizer, **kwargs) -> dict:
-        """MMSeg's ``train_step``; with micro-batching (``set_micro_batching``, by ``MicroBatchOptimizerHook``
-        for ``GradientCumulativeOptimizerHook``), the loaded batch is split into K
-        micro-batches that run one after the other.
-
-        Every micro-batch's loss is normalised by the number of masks of the whole loaded
-        batch, averaged over the ranks (``reduce_num_masks``): summed over the micro-batches
-        (and averaged over the ranks) the gradient is exactly the loaded batch's. The first
-        K - 1 are back-propagated here with the hook's ``backward`` (so their activations are
-        freed before the next forward); the last one's loss is returned for the hook, which
-        back-propagates it and steps. Logged losses are summed over the micro-batches (the
-        loaded batch's loss), other values (``acc_seg``) averaged weighted by images.
+        Args:
+            num_masks: the loss normaliser (default: this batch's mask count averaged over
+                the ranks).
+            random_state: restored before the forward pass (the counting pass's, so that the
+                pseudo-labels are those counted).
         """
-        mb = self._micro_batching
-        if mb is None or mb.micro_batches <= 1:
-            return super().train_step(data_batch, optimizer, **kwargs)
-        img, metas, gt = data_batch['img'], data_batch['img_metas'], data_batch['gt_semantic_seg']
-        B = img.shape[0]
-        size = -(-B // mb.micro_batches)
-        parts = [(s, min(s + size, B)) for s in range(0, B, size)]
-        count, rng_states = self.count_train_masks(img, metas, gt, parts)
-        num_masks = reduce_num_masks(count, img.device)
-        log_vars: Dict[str, float] = {}
-        loss = None
-        for i, (s, e) in enumerate(parts):
-            if rng_states is not None:
-                # the random draws (dropout, drop-path) of the counting pass of this part, so
-                # that its pseudo-labels, hence the mask count, are the training pass's
-                _set_rng_state(rng_states[i])
-            losses = self(img=img[s:e], img_metas=metas[s:e], gt_semantic_seg=gt[s:e],
-                          num_masks=num_masks)
-            loss, part_vars = self._parse_losses(losses)
-            for k, v in part_vars.items():
-                w = 1.0 if 'loss' in k else (e - s) / B
-                log_vars[k] = log_vars.get(k, 0.0) + w * v
-            if i < len(parts) - 1:
-                mb.backward(loss)
-                loss = None
-        return dict(loss=loss, log_vars=log_vars, num_samples=len(metas))
+        if random_state is not None:
+            _set_rng_state(random_state)
+        extra = {} if num_masks is None else dict(num_masks=num_masks)
+        losses = self(**data_batch, **extra)
+        loss, log_vars = self._parse_losses(losses)
+        return dict(loss=loss, log_vars=log_vars, num_samples=len(data_batch['img_metas']))
 
-    def count_train_masks(self, img, img_metas, gt_semantic_seg, parts) -> Tuple[int, Optional[list]]:
-        """Number of (image, class) masks the loss sees in this batch (before the average over
-        ranks), and the random states to restore before each part's training forward (None
-        when no counting forward ran).
+    def count_train_masks(self, data_batch: dict, parts: Sequence[Tuple[int, int]]) -> 'MaskCount':
+        """The loss normaliser of a whole loaded batch trained in ``parts`` ((start, end)
+        slices of it, one ``train_step`` each): its (image, class) masks, averaged over the
+        ranks (``reduce_num_masks``) — summed over the parts, the gradient is then exactly the
+        whole batch's.
 
-        Transductive runs with unlabelled (-1) pixels need the pseudo-labels first: each part
-        runs a forward without gradient, starting from a random state that is recorded, and
-        its training forward later starts from the same state, so dropout and drop-path draw
-        the same values and the pseudo-labels (hence the count) are those the loss sees.
+        ``data_batch``: ``img`` (B, 3, H, W), ``img_metas``, ``gt_semantic_seg`` (B, 1, H, W),
+        unwrapped from their DataContainers. Transductive runs with unlabelled (-1) pixels
+        need the pseudo-labels first: each part runs a forward without gradient, starting
+        from a random state that is recorded (``MaskCount.random_state(i)``); its training
+        forward starts from the same state, so dropout and drop-path draw the same values and
+        the pseudo-labels (hence the count) are those the loss sees.
         """
-        gt = self.remap_labels(gt_semantic_seg)
+        img, gt = data_batch['img'], self.remap_labels(data_batch['gt_semantic_seg'])
         if not (self.self_training and (gt == -1).any()):
-            return count_masks(gt, self.decode_head.ignore_index), None
+            count = count_masks(gt, self.decode_head.ignore_index)
+            return MaskCount(reduce_num_masks(count, img.device), None)
         total, states = 0, []
         text, seen = self._train_text()
         with torch.no_grad():
@@ -469,7 +443,7 @@ class CascadeCLIP(EncoderDecoder):
                     inputs = HeadInputs(self.extract_feat(img[s:e]), text, seen)
                     _, g = self.decode_head.train_targets(inputs, gt[s:e])
                 total += count_masks(g, self.decode_head.ignore_index)
-        return total, states
+        return MaskCount(reduce_num_masks(total, img.device), states)
 
     # ------------------------------------------------------------------ inference
     def encode_decode(self, img, img_metas) -> torch.Tensor:
@@ -560,6 +534,16 @@ class CascadeCLIP(EncoderDecoder):
             return out
 
 
+class MaskCount(NamedTuple):
+    """``count_train_masks``' result: the normaliser of every part's loss and, after a
+    transductive counting pass, the random state each part's training forward starts from."""
+    num_masks: float
+    random_states: Optional[List[tuple]]
+
+    def random_state(self, part: int) -> Optional[tuple]:
+        return None if self.random_states is None else self.random_states[part]
+
+
 def _rng_state(device: torch.device) -> tuple:
     """The global random state that the modules on ``device`` draw from."""
     cuda = torch.cuda.get_rng_state(device) if device.type == 'cuda' else None
@@ -567,7 +551,8 @@ def _rng_state(device: torch.device) -> tuple:
 
 
 def _set_rng_state(state: tuple) -> None:
+    # (a model wrapper's scatter may have moved the state tensors to the GPU)
     cpu, cuda, device = state
-    torch.set_rng_state(cpu)
+    torch.set_rng_state(cpu.cpu())
     if cuda is not None:
-        torch.cuda.set_rng_state(cuda, device)
+        torch.cuda.set_rng_state(cuda.cpu(), device)

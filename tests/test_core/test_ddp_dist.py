@@ -1,5 +1,5 @@
-"""Two CPU processes (Gloo) average their gradients: the update equals one process on the
-union batch, with the mask loss's normaliser (the number of masks) averaged over the ranks."""
+"""Two CPU processes (Gloo) through DistributedDataParallel: the update equals one process on
+the union batch, with the mask loss's normaliser (the number of masks) averaged over the ranks."""
 import os
 from types import SimpleNamespace
 
@@ -33,8 +33,17 @@ def _setup():
 
 
 def _step(model, img, gt):
-    """One training step through the real path: train_step (SegLossPlus), then the hook."""
-    from cascade_clip.core import GradAllReduceOptimizerHook
+    """One training step through the real path: the model wrapped as train_segmentor wraps it
+    (DistributedDataParallel when a process group exists), train_step (SegLossPlus), then
+    MMCV's OptimizerHook."""
+    from mmcv.parallel import DataContainer
+    from mmcv.runner import OptimizerHook
+    from torch.nn.parallel import DistributedDataParallel
+
+    from cascade_clip.apis import wrap_model
+    distributed = dist.is_initialized()
+    wrapped = wrap_model(model, 'cpu', distributed)
+    assert isinstance(wrapped, DistributedDataParallel) == distributed
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     seen = {}
 
@@ -47,9 +56,12 @@ def _step(model, img, gt):
 
     optimizer = RecordingSGD([p for _, p in named], lr=0.5)
     metas = [dict(img_shape=(64, 64, 3), ori_shape=(64, 64, 3), pad_shape=(64, 64, 3), flip=False)] * len(img)
-    outputs = model.train_step(dict(img=img, img_metas=metas, gt_semantic_seg=gt), optimizer)
-    runner = SimpleNamespace(model=model, optimizer=optimizer, outputs=outputs, log_buffer=_Buffer())
-    GradAllReduceOptimizerHook().after_train_iter(runner)
+    # as the data loader collates them: MMCV's DataContainers
+    batch = dict(img=DataContainer([img], stack=True), img_metas=DataContainer([metas], cpu_only=True),
+                 gt_semantic_seg=DataContainer([gt], stack=True))
+    outputs = wrapped.train_step(batch, optimizer)
+    runner = SimpleNamespace(model=wrapped, optimizer=optimizer, outputs=outputs, log_buffer=_Buffer())
+    OptimizerHook().after_train_iter(runner)
     return {n: (seen[n], p.detach().clone()) for n, p in named}
 
 
