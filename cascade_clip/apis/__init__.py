@@ -1,7 +1,7 @@
 """Top layer of the package: training, inference, loading and measuring helpers for the tools."""
 from .checkpoint import load_weights
 from .checks import check_model_matches_dataset
-from .collect import collect_results
+from ..core import collect_results
 from .dist import MMDDP, init_distributed
 from .inference import config_classes, init_model, read_image, segment_image
 from .precision import resolve_precision

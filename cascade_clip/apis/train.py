@@ -6,11 +6,11 @@ from typing import Tuple
 import torch
 from mmcv.runner import HOOKS, build_runner, get_dist_info
 from mmcv.utils import build_from_cfg
-from mmseg.core import DistEvalHook, EvalHook, build_optimizer
+from mmseg.core import EvalHook, build_optimizer
 from mmseg.datasets import build_dataloader, build_dataset
 from mmseg.utils import build_dp, get_device, get_root_logger
 
-from ..core import NonFiniteLossHook
+from ..core import GatherDistEvalHook, NonFiniteLossHook
 from .checkpoint import load_weights
 from .checks import check_resume, check_training_values, find_resume_checkpoint
 from .dist import MMDDP
@@ -176,7 +176,8 @@ def train_segmentor(model, dataset, cfg, distributed=False, validate=False, time
         val_dataloader = build_dataloader(val_dataset, **val_loader_cfg)
         eval_cfg = copy.deepcopy(cfg.get('evaluation', {}))
         eval_cfg['by_epoch'] = 'IterBased' not in cfg.runner['type']
-        eval_hook = DistEvalHook if distributed else EvalHook
+        # MMSeg's DistEvalHook collects through pickle files in a folder it then deletes
+        eval_hook = GatherDistEvalHook if distributed else EvalHook
         runner.register_hook(eval_hook(val_dataloader, **eval_cfg), priority='LOW')
 
     for hook_cfg in cfg.get('custom_hooks', None) or []:

@@ -1,3 +1,5 @@
+from .collect import collect_results
+from .dist_eval_hook import GatherDistEvalHook
 from .hooks import LossScaleOptimizerHook, TrainStateHook
 from .non_finite_loss_hook import NonFiniteLossHook
 from .random_state import get_random_states, set_random_states
@@ -6,7 +8,7 @@ from .runner import (AtomicIterBasedRunner, atomic_save_checkpoint, micro_batch_
                      remove_stale_temporary_checkpoints)
 
 __all__ = [
-    'AtomicIterBasedRunner', 'LossScaleOptimizerHook', 'NonFiniteLossHook', 'ResumableLoader',
-    'TrainStateHook', 'atomic_save_checkpoint', 'get_random_states', 'micro_batch_bounds',
+    'AtomicIterBasedRunner', 'GatherDistEvalHook', 'LossScaleOptimizerHook', 'NonFiniteLossHook', 'ResumableLoader',
+    'TrainStateHook', 'atomic_save_checkpoint', 'collect_results', 'get_random_states', 'micro_batch_bounds',
     'remove_stale_temporary_checkpoints', 'set_random_states'
 ]

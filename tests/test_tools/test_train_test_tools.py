@@ -59,8 +59,15 @@ def latest_eval(work_dir):
 def dist_trained(demo_data, tmp_path_factory):
     """2-process CPU training through dist_train.sh (Gloo), 2 iterations."""
     work = str(tmp_path_factory.mktemp('work'))
+    # a folder of the user's named as the evaluation's tmpdir: MMSeg's DistEvalHook would
+    # collect through pickle files in it and delete it afterwards
+    user_dir = tmp_path_factory.mktemp('user_tmpdir')
+    (user_dir / 'notes.txt').write_text('keep me')
     out = run(['bash', 'dist_train.sh', CONFIG, '2', work, '--seed', '0', '--cfg-options',
-               *options(demo_data)], env_extra={'PORT': '29611'})
+               *options(demo_data), f'evaluation.tmpdir={user_dir}'], env_extra={'PORT': '29611'})
+    assert (user_dir / 'notes.txt').read_text() == 'keep me'
+    assert os.listdir(user_dir) == ['notes.txt']  # nothing written there either
+    assert not osp.exists(osp.join(work, '.eval_hook'))
     return work, out
 
 

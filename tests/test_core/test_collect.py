@@ -7,7 +7,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from mmseg.datasets.samplers import DistributedSampler
 
-from cascade_clip.apis import collect_results
+from cascade_clip.core import collect_results
 
 
 def _worker(rank: int, world: int, port: int, size: int, out: str) -> None:
