@@ -494,13 +494,15 @@ class CascadeCLIP(EncoderDecoder):
         the test path goes through :meth:`score_source` instead)."""
         return self.crop_scores(self.decode_logits(img), 0, self.num_classes, tuple(img.shape[2:]))
 
-    def score_source(self, img, img_meta, rescale: bool, flip: bool = True) -> ScoreSource:
+    def score_source(self, img, img_meta, rescale: bool, flip: bool = True,
+                     mode: Optional[str] = None) -> ScoreSource:
         """The decoders' logits of one test input (slide windows, crops of one size run as
         batches of ``test_cfg.crop_batch``; or the whole image) and what turns them into
         calibrated scores at the output size, a chunk of classes at a time."""
-        assert self.test_cfg.mode in ['slide', 'whole']
+        mode = mode or self.test_cfg.mode  # slide or whole
+        assert mode in ['slide', 'whole']
         batch_size, _, h_img, w_img = img.size()
-        if self.test_cfg.mode == 'slide':
+        if mode == 'slide':
             h_stride, w_stride = self.test_cfg.stride
             h_crop, w_crop = self.test_cfg.crop_size
             h_grids = max(h_img - h_crop + h_stride - 1, 0) // h_stride + 1
@@ -527,16 +529,18 @@ class CascadeCLIP(EncoderDecoder):
             direction = img_meta[0]['flip_direction']
             assert direction in ['horizontal', 'vertical']
         return ScoreSource(pieces, batch_size, (h_img, w_img), self.crop_scores,
-                           average=self.test_cfg.mode == 'slide', rescale=sizes, flip=direction,
+                           average=mode == 'slide', rescale=sizes, flip=direction,
                            align_corners=self.align_corners)
 
     def slide_inference(self, img, img_meta, rescale) -> torch.Tensor:
         """Sliding-window scores (B, num_classes, H, W) (flip not undone)."""
-        return all_scores(self.score_source(img, img_meta, rescale, flip=False), class_chunk(self.test_cfg))
+        return all_scores(self.score_source(img, img_meta, rescale, flip=False, mode='slide'),
+                          class_chunk(self.test_cfg))
 
     def whole_inference(self, img, img_meta, rescale) -> torch.Tensor:
         """Whole-image scores (B, num_classes, H, W) (flip not undone)."""
-        return all_scores(self.score_source(img, img_meta, rescale, flip=False), class_chunk(self.test_cfg))
+        return all_scores(self.score_source(img, img_meta, rescale, flip=False, mode='whole'),
+                          class_chunk(self.test_cfg))
 
     def predict_scores(self, img, img_meta, rescale: bool = True) -> torch.Tensor:
         """Calibrated class scores (B, num_classes, H, W), flip undone; no softmax.
