@@ -29,3 +29,16 @@ def test_check_grads_reports_small_differences():
     assert proc.returncode == 0, proc.stderr[-3000:]
     rel = re.findall(r'= ([\d.e+-]+) of the largest gradient', proc.stdout + proc.stderr)
     assert len(rel) == 2 and all(float(r) <= 1e-5 for r in rel)
+
+
+def test_sweep_table_new_and_reference_side_by_side():
+    cmd = [sys.executable, 'tools/benchmark.py', 'configs/demo/cascade_clip_tiny_synthetic.py',
+           '--sweep', '--vocab', '3', '40', '--image', '64x96', '--threads', '1', '--mem-cap', '4']
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300,
+                          env=dict(os.environ, OMP_NUM_THREADS='1'))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = re.findall(r'^\| 64x96 \| (\d+) \| [\d.]+ s \| ([\d.]+) GiB \(([\d.]+) total\) \| [\d.]+ s \| '
+                      r'([\d.]+) GiB \(([\d.]+) total\) \| (\w+) \|$', proc.stdout + proc.stderr, re.M)
+    assert [r[0] for r in rows] == ['3', '40']
+    assert all(r[5] == 'yes' for r in rows)  # the same labels from both paths
+    assert all(0 <= float(r[1]) < float(r[2]) < 4 for r in rows)
