@@ -336,7 +336,8 @@ def sweep_table(args):
         if r is None:
             return ' | '
         if r.get('failed'):
-            return f'exceeds {args.mem_cap:g} GiB | ' if 'memory' in r['failed'] else f'failed ({r["failed"][:60]}) | '
+            what = f'exceeds {args.mem_cap:g} GiB' if 'memory' in r['failed'] else f'failed ({r["failed"][:60]})'
+            return f'{what} | - | '
         return f'{r["seconds"]:.1f} s | {r["peak_above_model_gib"]:.2f} GiB ({r["peak_rss_gib"]:.2f} total) | '
 
     head = '| image | classes | chunked: time | chunked: peak above the model (total) |'
@@ -354,8 +355,8 @@ def sweep_table(args):
                 row += cell(ref)
                 same = ('yes' if new.get('digest') == ref.get('digest') else 'NO') \
                     if not (ref.get('failed') or new.get('failed')) else ''
-                row += f'{same} |'
-            rows.append(row.replace('|  |', '|'))
+                row += f'{same or "-"} |'
+            rows.append(row)
     print_log(f'{args.config}, {args.threads} threads, one fresh process per case (data capped at '
               f'{args.mem_cap:g} GiB), random weights and text embeddings:\n' + head + '\n' + sep
               + '\n' + '\n'.join(rows), logger)
