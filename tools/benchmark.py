@@ -20,6 +20,15 @@ threads. Prints the median and best time of ``--train-runs`` steps after one war
 (rank 0's clock, each step ending with the optimizer step):
 
     python tools/benchmark.py CONFIG --dist 2 [--batch 1] [--threads 1] [--train-runs 3]
+
+Vocabulary x image size (``--sweep``): MMSeg's test path (``simple_test``, the config's
+test_cfg) on one random image per case, the class-chunked path and the reference (all classes
+at full resolution at once, ``cascade_clip/testing/reference_inference.py``), each case in a
+fresh process whose data memory is capped (``--mem-cap`` GiB; a reference that needs more is
+reported as exceeding it); time and peak resident memory above the model's own, one table:
+
+    python tools/benchmark.py CONFIG --sweep --vocab 20 171 847 2000 --image 512x683 1536x2048
+        [--mem-cap 8] [--threads 2] [--no-reference]
 """
 import argparse
 import json
@@ -67,6 +76,15 @@ def main(argv=None):
                         help='time the training step of N CPU processes (Gloo, '
                         'DistributedDataParallel), --batch images and --threads threads each')
     parser.add_argument('--child', help=argparse.SUPPRESS)
+    parser.add_argument('--sweep', action='store_true',
+                        help='test-path time and memory per vocabulary size x image size, the '
+                        'chunked path and the reference side by side, each in a fresh process')
+    parser.add_argument('--vocab', type=int, nargs='+', default=[20, 171, 847, 2000])
+    parser.add_argument('--image', nargs='+', default=['512x683', '1536x2048'], help='HxW')
+    parser.add_argument('--mem-cap', type=float, default=8.0,
+                        help='GiB of data memory each --sweep case may use (RLIMIT_DATA)')
+    parser.add_argument('--no-reference', action='store_true', help='--sweep: chunked path only')
+    parser.add_argument('--sweep-child', help=argparse.SUPPRESS)
     parser.add_argument('--amp', nargs='+', default=['none'], choices=['none', 'bf16', 'fp16'],
                         help='precisions to measure (bf16 pays only with AVX-512 BF16 / AMX)')
     parser.add_argument('--runs', type=int, default=5)
@@ -79,6 +97,10 @@ def main(argv=None):
     torch.set_num_threads(args.threads)
     if args.child:
         return memory_child(args, json.loads(args.child))
+    if args.sweep_child:
+        return sweep_child(args, json.loads(args.sweep_child))
+    if args.sweep:
+        return sweep_table(args)
     if args.memory:
         return memory_table(args)
     if args.dist:
@@ -283,6 +305,106 @@ def memory_child(args, setting):
     opt.step()
     peak_step = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     print(json.dumps(dict(fwd_bwd_s=fwd_bwd, fwd_bwd_peak_gib=peak_fb, step_peak_gib=peak_step)))
+
+
+def sweep_table(args):
+    """Every (image, vocabulary, path) case in a fresh, memory-capped process; one table."""
+    logger = get_logger('cascade_clip')
+    sizes = []
+    for spec in args.image:
+        try:
+            h, w = (int(v) for v in spec.lower().split('x'))
+        except ValueError:
+            raise SystemExit(f'--image wants HxW, e.g. 512x683; got {spec!r}')
+        sizes.append((h, w))
+    paths = ['chunked'] + ([] if args.no_reference else ['reference'])
+    results = {}
+    for h, w in sizes:
+        for k in args.vocab:
+            for path in paths:
+                case = dict(h=h, w=w, classes=k, path=path, cap_gib=args.mem_cap)
+                cmd = [sys.executable, osp.abspath(__file__), args.config, '--threads',
+                       str(args.threads), '--sweep-child', json.dumps(case)]
+                proc = subprocess.run(cmd, capture_output=True, text=True)
+                lines = [ln for ln in proc.stdout.splitlines() if ln.startswith('{')]
+                if lines:
+                    r = json.loads(lines[-1])
+                elif proc.returncode != 0:  # killed or out of memory outside Python's reach
+                    r = dict(failed=f'exit code {proc.returncode}: {proc.stderr.strip()[-300:]}')
+                else:
+                    raise RuntimeError(f'{cmd} printed no result:\n{proc.stderr[-3000:]}')
+                results[(h, w, k, path)] = r
+                print_log(f'{case}: {r}', logger)
+
+    def cell(r):
+        if r is None:
+            return ' | '
+        if r.get('failed'):
+            what = f'exceeds {args.mem_cap:g} GiB' if 'memory' in r['failed'] else f'failed ({r["failed"][:60]})'
+            return f'{what} | - | '
+        return f'{r["seconds"]:.1f} s | {r["peak_above_model_gib"]:.2f} GiB ({r["peak_rss_gib"]:.2f} total) | '
+
+    head = '| image | classes | chunked: time | chunked: peak above the model (total) |'
+    sep = '|---|---|---|---|'
+    if 'reference' in paths:
+        head += ' reference: time | reference: peak above the model (total) | labels identical |'
+        sep += '---|---|---|'
+    rows = []
+    for h, w in sizes:
+        for k in args.vocab:
+            new = results[(h, w, k, 'chunked')]
+            row = f'| {h}x{w} | {k} | ' + cell(new).replace(' | ', ' | ', 1)
+            if 'reference' in paths:
+                ref = results[(h, w, k, 'reference')]
+                row += cell(ref)
+                same = ('yes' if new.get('digest') == ref.get('digest') else 'NO') \
+                    if not (ref.get('failed') or new.get('failed')) else ''
+                row += f'{same or "-"} |'
+            rows.append(row)
+    print_log(f'{args.config}, {args.threads} threads, one fresh process per case (data capped at '
+              f'{args.mem_cap:g} GiB), random weights and text embeddings:\n' + head + '\n' + sep
+              + '\n' + '\n'.join(rows), logger)
+
+
+def sweep_child(args, case):
+    """One case in this (fresh) process: build, set a vocabulary of random embeddings, cap the
+    data memory, run ``simple_test`` (or the reference) once on a random image; print JSON."""
+    import hashlib
+
+    import torch.nn.functional as F
+
+    from cascade_clip.testing import reference_inference as R
+    logger = get_logger('cascade_clip', log_level='ERROR')
+    cfg = Config.fromfile(args.config)
+    torch.manual_seed(0)  # the same random weights in every case, so the labels compare
+    model = build_model_for_measurement(cfg, None, logger)
+    K, H, W = case['classes'], case['h'], case['w']
+    g = torch.Generator().manual_seed(0)
+    emb = F.normalize(torch.randn(K, model.decode_head.embed_dims, generator=g), dim=-1)
+    model.set_vocabulary([f'class {i}' for i in range(K)], embeddings=emb)
+    img = torch.randn(1, 3, H, W, generator=g)
+    meta = [dict(ori_shape=(H, W, 3), img_shape=(H, W, 3), pad_shape=(H, W, 3), flip=False,
+                 scale_factor=1.0)]
+    model_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    cap = int(case['cap_gib'] * 2**30)
+    resource.setrlimit(resource.RLIMIT_DATA, (cap, cap))
+    t0 = time.perf_counter()
+    try:
+        with torch.no_grad():
+            if case['path'] == 'chunked':
+                labels = model.predict_labels(img, meta)[0]
+            else:
+                labels = R.simple_test(model, img, meta)
+    except (MemoryError, RuntimeError) as e:
+        if 'memory' not in str(e).lower() and 'alloc' not in str(e).lower():
+            raise
+        print(json.dumps(dict(failed=f'out of memory: {str(e)[:200]}')))
+        return
+    seconds = time.perf_counter() - t0
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    digest = hashlib.sha1(labels.cpu().numpy().astype('int64').tobytes()).hexdigest()
+    print(json.dumps(dict(seconds=seconds, peak_rss_gib=peak, model_gib=model_gib,
+                          peak_above_model_gib=peak - model_gib, digest=digest)))
 
 
 def _with(model, img):

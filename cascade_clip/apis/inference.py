@@ -3,7 +3,7 @@
     from cascade_clip.apis import init_model, segment_image
     model = init_model('configs/coco_171/...multi.py', 'cascade_clip_coco.pth', device='cpu')
     model.set_vocabulary(['cat', 'sofa', 'window'])
-    labels, scores = segment_image(model, 'photo.jpg')   # (H, W) int64, (K, H, W) float32
+    labels, top = segment_image(model, 'photo.jpg')   # (H, W) int64, (H, W) float32
 """
 import copy
 import os
@@ -98,13 +98,16 @@ def read_image(img: Union[str, np.ndarray]) -> np.ndarray:
 
 
 @torch.no_grad()
-def segment_image(model, img: Union[str, np.ndarray]) -> Tuple[np.ndarray, np.ndarray]:
+def segment_image(model, img: Union[str, np.ndarray],
+                  return_scores: bool = False) -> Tuple[np.ndarray, np.ndarray]:
     """Segment one image (path or (H, W, 3) BGR array) at its own size.
 
     Returns:
         labels: (H, W) int64 class indices into the model's vocabulary.
-        scores: (K, H, W) float32 calibrated class scores (sigmoid, minus the seen-class
-            calibration in the inductive setting).
+        top: (H, W) float32 calibrated score of each pixel's class (sigmoid, minus the
+            seen-class calibration in the inductive setting); with ``return_scores=True``
+            instead the (K, H, W) float32 scores of all classes (K x H x W floats: the only
+            full-resolution tensor of all classes the model makes).
     """
     arr = read_image(img)
     # the config's test pipeline with its loading step replaced by the in-memory image
@@ -116,6 +119,9 @@ def segment_image(model, img: Union[str, np.ndarray]) -> Tuple[np.ndarray, np.nd
     data = scatter(data, [target])[0]
     img_t = data['img'][0].to(device)
     metas = data['img_metas'][0]
-    scores = model.predict_scores(img_t, metas, rescale=True)[0]
-    labels = scores.argmax(0)  # the label of a pixel is its best-scoring class
-    return labels.cpu().numpy().astype(np.int64), scores.float().cpu().numpy()
+    if return_scores:
+        scores = model.predict_scores(img_t, metas, rescale=True)[0]
+        labels = scores.argmax(0)  # the label of a pixel is its best-scoring class
+        return labels.cpu().numpy().astype(np.int64), scores.float().cpu().numpy()
+    labels, top = model.predict_labels(img_t, metas, rescale=True)
+    return labels[0].cpu().numpy().astype(np.int64), top[0].float().cpu().numpy()

@@ -46,7 +46,7 @@ data = dict(test=dict(type='ZeroShotDataset', classes={model_cfg["class_names"]!
 def test_api_custom_vocabulary_non_square(tiny_files):
     cfg, ckpt, img_path, _ = tiny_files
     model = init_model(cfg, ckpt, device='cpu', class_names=['cat', 'sofa', 'window'])
-    labels, scores = segment_image(model, img_path)
+    labels, scores = segment_image(model, img_path, return_scores=True)
     assert labels.shape == (50, 90) and scores.shape == (3, 50, 90)
     assert set(np.unique(labels)) <= {0, 1, 2}
     assert model.CLASSES == ('cat', 'sofa', 'window')
@@ -66,7 +66,7 @@ def test_api_scores_equal_an_independent_computation(tiny_files):
     model = init_model(cfg, ckpt, device='cpu', class_names=['cat', 'sofa', 'window'])
     emb = model.vocabulary.embeddings
     raw = (np.random.RandomState(1).rand(48, 72, 3) * 255).astype(np.uint8)
-    labels, scores = segment_image(model, raw)
+    labels, scores = segment_image(model, raw, return_scores=True)
     # by hand: the test pipeline resizes 48x72 into (96, 64) keeping the ratio -> 64x96 and
     # normalises; slide crops of 64 with stride 48 sit at x = 0 and 32; each crop scores
     # sigmoid(logits) - 0.1 (every class is seen); overlaps are averaged; back to 48x72
@@ -91,10 +91,10 @@ def test_api_default_vocabulary_and_set_vocabulary(tiny_files):
     cfg, ckpt, img_path, _ = tiny_files
     model = init_model(cfg, ckpt)
     assert len(model.CLASSES) == 6
-    labels, scores = segment_image(model, img_path)
+    labels, scores = segment_image(model, img_path, return_scores=True)
     assert scores.shape == (6, 50, 90)
     model.set_vocabulary(['sky', 'road'], seen=[0])
-    labels2, scores2 = segment_image(model, img_path)
+    labels2, scores2 = segment_image(model, img_path, return_scores=True)
     assert scores2.shape == (2, 50, 90) and set(np.unique(labels2)) <= {0, 1}
     assert model.vocabulary.seen == (0, ) and model.vocabulary.unseen == (1, )
     assert model.CLASSES == ('sky', 'road') and model.num_classes == 2
@@ -186,14 +186,14 @@ def test_switch_vocabulary_and_back_is_bit_identical(tiny_files):
     model = init_model(cfg, ckpt)
     names0, seen0 = model.vocabulary.names, model.vocabulary.seen
     emb0 = model.class_embeddings().clone()
-    labels0, scores0 = segment_image(model, img_path)
+    labels0, scores0 = segment_image(model, img_path, return_scores=True)
     model.set_vocabulary(['sky', 'road', 'window'], seen=[1])
     assert model.num_classes == 3 and model.label_map[:3].tolist() == [255, 0, 255]
     assert model.vocabulary.unseen == (0, 2)
     segment_image(model, img_path)
     # back: the same names, split and embeddings give the same outputs, bit for bit
     model.set_vocabulary(names0, seen0, emb0)
-    labels1, scores1 = segment_image(model, img_path)
+    labels1, scores1 = segment_image(model, img_path, return_scores=True)
     assert np.array_equal(labels0, labels1) and np.array_equal(scores0, scores1)
     assert model.label_map.tolist() == init_model(cfg, ckpt).label_map.tolist()
 
@@ -207,3 +207,32 @@ def test_mmseg_inference_segmentor_on_a_switched_model(tiny_files):
     labels, _ = segment_image(model, img_path)
     assert len(result) == 1 and result[0].shape == (50, 90)
     assert np.array_equal(result[0], labels)  # MMSeg's path and ours agree
+
+
+def test_segment_image_return_forms_and_the_reference_scores(tiny_files):
+    """(labels, top) by default, (labels, scores) with return_scores=True; both equal the
+    all-classes-at-once computation (cascade_clip.testing.reference_inference) bit for bit."""
+    from cascade_clip.testing import reference_inference as R
+    cfg, ckpt, img_path, _ = tiny_files
+    model = init_model(cfg, ckpt, device='cpu', class_names=['cat', 'sofa', 'window', 'sky', 'road'],
+                       seen=[0, 3])
+    model.test_cfg['class_chunk'] = 2  # 5 classes: chunks of 2, 2 and 1
+    labels, top = segment_image(model, img_path)
+    assert labels.dtype == np.int64 and labels.shape == (50, 90)
+    assert top.dtype == np.float32 and top.shape == (50, 90)
+    labels_s, scores = segment_image(model, img_path, return_scores=True)
+    assert scores.dtype == np.float32 and scores.shape == (5, 50, 90)
+    # the reference, on the pipeline's output for the same image
+    from mmcv.parallel import collate
+    from mmseg.datasets.pipelines import Compose
+    from cascade_clip.apis.inference import _LoadArray
+    pipeline = Compose([_LoadArray()] + [dict(p) for p in model.cfg.data.test.pipeline[1:]])
+    data = collate([pipeline(dict(img=mmcv.imread(img_path)))], samples_per_gpu=1)
+    from mmcv.parallel import scatter
+    data = scatter(data, [-1])[0]
+    img, metas = data['img'][0], data['img_metas'][0]
+    with torch.no_grad():
+        ref = R.predict_scores(model, img, metas)[0]
+    assert np.array_equal(scores, ref.numpy())
+    assert np.array_equal(labels, ref.argmax(0).numpy()) and np.array_equal(labels_s, labels)
+    assert np.array_equal(top, ref.max(0).values.numpy())

@@ -33,3 +33,16 @@ def test_dist_step_two_processes():
                   r'process:\s+training step ([\d.]+) s \(median of 2, best ([\d.]+) s', out)
     assert m, out[-3000:]
     assert 0 < float(m.group(2)) <= float(m.group(1)) < 60
+
+
+def test_sweep_table_new_and_reference_side_by_side():
+    cmd = [sys.executable, 'tools/benchmark.py', 'configs/demo/cascade_clip_tiny_synthetic.py',
+           '--sweep', '--vocab', '3', '40', '--image', '64x96', '--threads', '1', '--mem-cap', '4']
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300,
+                          env=dict(os.environ, OMP_NUM_THREADS='1'))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = re.findall(r'^\| 64x96 \| (\d+) \| [\d.]+ s \| ([\d.]+) GiB \(([\d.]+) total\) \| [\d.]+ s \| '
+                      r'([\d.]+) GiB \(([\d.]+) total\) \| (\w+) \|$', proc.stdout + proc.stderr, re.M)
+    assert [r[0] for r in rows] == ['3', '40']
+    assert all(r[5] == 'yes' for r in rows)  # the same labels from both paths
+    assert all(0 <= float(r[1]) < float(r[2]) < 4 for r in rows)

@@ -183,7 +183,22 @@ class ATMSingleHeadSeg(BaseDecodeHead):
         return scores
 
     def forward_test(self, inputs: HeadInputs, img_metas, test_cfg) -> torch.Tensor:
+        """Calibrated scores (B, K, img_size, img_size) of all classes (the segmentor's test
+        path makes them a chunk of classes at a time with :meth:`chunk_scores`)."""
         return self.semantic_inference(self.forward(inputs), inputs.seen)
+
+    def chunk_scores(self, logits: torch.Tensor, k0: int, k1: int, seen: Sequence[int]) -> torch.Tensor:
+        """Calibrated scores (B, k1 - k0, img_size, img_size) of classes [k0, k1) from the
+        decoders' logits (B, K, h, w) (``forward(..., upsample=False)``).
+
+        The resize and the sigmoid act per class channel: the values are those of
+        :meth:`forward_test` for these classes, bit for bit.
+        """
+        masks = logits[:, k0:k1].contiguous()
+        if tuple(masks.shape[-2:]) != (self.image_size, self.image_size):
+            masks = F.interpolate(masks, size=(self.image_size, self.image_size), mode='bilinear',
+                                  align_corners=False)
+        return self.semantic_inference(masks, [i - k0 for i in seen if k0 <= i < k1])
 
     # ------------------------------------------------------------------ training
     def pseudo_label(self, pred_masks: torch.Tensor, gt: torch.Tensor,

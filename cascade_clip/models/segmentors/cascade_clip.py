@@ -21,6 +21,8 @@ from ...utils.visualize import draw_segmentation
 from ...utils.vocabulary_names import same_names
 from ..decode_heads.cascade_head import HeadInputs
 from ..losses.mask_loss import check_label_range, count_masks, reduce_num_masks
+from .lean_inference import (ScoreSource, all_scores, averaged_softmax_labels, class_chunk,
+                             labels_and_top)
 from ..vocabulary import Vocabulary, check_embeddings
 from .test_cfg import check_test_cfg
 from ..vocabulary import Vocabulary, check_embeddings, unit_rows
@@ -446,12 +448,12 @@ class CascadeCLIP(EncoderDecoder):
         return MaskCount(reduce_num_masks(total, img.device), states)
 
     # ------------------------------------------------------------------ inference
-    def encode_decode(self, img, img_metas) -> torch.Tensor:
-        """Calibrated scores (B, num_classes, H, W) at the input's size.
+    def decode_logits(self, img: torch.Tensor) -> torch.Tensor:
+        """The decoders' logits (B, K, h, w) of ``img`` (B, 3, H, W), before any resize.
 
         An input side that is not a multiple of the patch size is zero-padded (bottom/right;
-        zero is the mean colour after normalisation) and the scores cropped back, so very
-        narrow images (a 200x3000 photo resized to 4 rows) work like any other.
+        zero is the mean colour after normalisation), so very narrow images (a 200x3000
+        photo resized to 4 rows) work like any other.
         """
         text = self.class_embeddings()
         H, W = img.shape[2:]
@@ -461,64 +463,106 @@ class CascadeCLIP(EncoderDecoder):
             img = F.pad(img, (0, pad_w, 0, pad_h))
         with self.autocast(img.device.type):
             inputs = HeadInputs(self.extract_feat(img), text, self.vocabulary.seen)
-            out = self.decode_head.forward_test(inputs, img_metas, self.test_cfg)
+            return self.decode_head.forward(inputs, upsample=False)
+
+    def crop_scores(self, logits: torch.Tensor, k0: int, k1: int, size: Tuple[int, int]) -> torch.Tensor:
+        """Calibrated scores (B, k1 - k0, H, W) of classes [k0, k1) at the input's ``size``
+        from its ``decode_logits``: the head's scores at (img_size, img_size), resized to the
+        padded input and cropped back."""
+        H, W = size
+        patch = getattr(self.backbone, 'patch_size', 1)
+        padded = (H + -H % patch, W + -W % patch)
+        with self.autocast(logits.device.type):
+            out = self.decode_head.chunk_scores(logits, k0, k1, self.vocabulary.seen)
         out = out.float()
-        if out.shape[2:] != img.shape[2:]:
-            out = resize(out, size=img.shape[2:], mode='bilinear', align_corners=self.align_corners)
+        if tuple(out.shape[2:]) != padded:
+            out = resize(out, size=padded, mode='bilinear', align_corners=self.align_corners)
         return out[:, :, :H, :W]
 
-    def slide_inference(self, img, img_meta, rescale) -> torch.Tensor:
-        """Sliding-window scores, crops of one size run as batches (``test_cfg.crop_batch``)."""
-        h_stride, w_stride = self.test_cfg.stride
-        h_crop, w_crop = self.test_cfg.crop_size
-        batch_size, _, h_img, w_img = img.size()
-        h_grids = max(h_img - h_crop + h_stride - 1, 0) // h_stride + 1
-        w_grids = max(w_img - w_crop + w_stride - 1, 0) // w_stride + 1
-        boxes = []
-        for h_idx in range(h_grids):
-            for w_idx in range(w_grids):
-                y2 = min(h_idx * h_stride + h_crop, h_img)
-                x2 = min(w_idx * w_stride + w_crop, w_img)
-                boxes.append((max(y2 - h_crop, 0), max(x2 - w_crop, 0), y2, x2))
-        preds = img.new_zeros((batch_size, self.num_classes, h_img, w_img), dtype=torch.float32)
-        count = img.new_zeros((batch_size, 1, h_img, w_img), dtype=torch.float32)
-        chunk = max(1, int(self.test_cfg.get('crop_batch', 4)) // batch_size)
-        for i in range(0, len(boxes), chunk):
-            group = boxes[i:i + chunk]  # every crop has size min(crop, image): one shape
-            crops = torch.cat([img[:, :, y1:y2, x1:x2] for y1, x1, y2, x2 in group])
-            logits = self.encode_decode(crops, img_meta).float()
-            for j, (y1, x1, y2, x2) in enumerate(group):
-                preds[:, :, y1:y2, x1:x2] += logits[j * batch_size:(j + 1) * batch_size]
-                count[:, :, y1:y2, x1:x2] += 1
-        preds = preds / count
-        if rescale:
-            resize_shape = img_meta[0]['img_shape'][:2]
-            preds = preds[:, :, :resize_shape[0], :resize_shape[1]]
-            preds = resize(preds, size=img_meta[0]['ori_shape'][:2], mode='bilinear',
-                           align_corners=self.align_corners, warning=False)
-        return preds
+    def encode_decode(self, img, img_metas) -> torch.Tensor:
+        """Calibrated scores (B, num_classes, H, W) at the input's size (all classes at once;
+        the test path goes through :meth:`score_source` instead)."""
+        return self.crop_scores(self.decode_logits(img), 0, self.num_classes, tuple(img.shape[2:]))
 
-    def predict_scores(self, img, img_meta, rescale: bool = True) -> torch.Tensor:
-        """Calibrated class scores (B, num_classes, H, W), flip undone; no softmax."""
-        assert self.test_cfg.mode in ['slide', 'whole']
-        if self.test_cfg.mode == 'slide':
-            scores = self.slide_inference(img, img_meta, rescale)
+    def score_source(self, img, img_meta, rescale: bool, flip: bool = True,
+                     mode: Optional[str] = None) -> ScoreSource:
+        """The decoders' logits of one test input (slide windows, crops of one size run as
+        batches of ``test_cfg.crop_batch``; or the whole image) and what turns them into
+        calibrated scores at the output size, a chunk of classes at a time."""
+        mode = mode or self.test_cfg.mode  # slide or whole
+        assert mode in ['slide', 'whole']
+        batch_size, _, h_img, w_img = img.size()
+        if mode == 'slide':
+            h_stride, w_stride = self.test_cfg.stride
+            h_crop, w_crop = self.test_cfg.crop_size
+            h_grids = max(h_img - h_crop + h_stride - 1, 0) // h_stride + 1
+            w_grids = max(w_img - w_crop + w_stride - 1, 0) // w_stride + 1
+            boxes = []
+            for h_idx in range(h_grids):
+                for w_idx in range(w_grids):
+                    y2 = min(h_idx * h_stride + h_crop, h_img)
+                    x2 = min(w_idx * w_stride + w_crop, w_img)
+                    boxes.append((max(y2 - h_crop, 0), max(x2 - w_crop, 0), y2, x2))
+            chunk = max(1, int(self.test_cfg.get('crop_batch', 4)) // batch_size)
+            pieces = []
+            for i in range(0, len(boxes), chunk):
+                group = boxes[i:i + chunk]  # every crop has size min(crop, image): one shape
+                crops = torch.cat([img[:, :, y1:y2, x1:x2] for y1, x1, y2, x2 in group])
+                pieces.append((self.decode_logits(crops), group))
         else:
-            scores = self.whole_inference(img, img_meta, rescale)
-        if img_meta[0].get('flip', False):
+            pieces = [(self.decode_logits(img), [(0, 0, h_img, w_img)])]
+        sizes = None
+        if rescale:
+            sizes = (tuple(img_meta[0]['img_shape'][:2]), tuple(img_meta[0]['ori_shape'][:2]))
+        direction = None
+        if flip and img_meta[0].get('flip', False):
             direction = img_meta[0]['flip_direction']
             assert direction in ['horizontal', 'vertical']
-            scores = scores.flip(dims=(3, ) if direction == 'horizontal' else (2, ))
-        return scores
+        return ScoreSource(pieces, batch_size, (h_img, w_img), self.crop_scores,
+                           average=mode == 'slide', rescale=sizes, flip=direction,
+                           align_corners=self.align_corners)
+
+    def slide_inference(self, img, img_meta, rescale) -> torch.Tensor:
+        """Sliding-window scores (B, num_classes, H, W) (flip not undone)."""
+        return all_scores(self.score_source(img, img_meta, rescale, flip=False, mode='slide'),
+                          class_chunk(self.test_cfg))
+
+    def whole_inference(self, img, img_meta, rescale) -> torch.Tensor:
+        """Whole-image scores (B, num_classes, H, W) (flip not undone)."""
+        return all_scores(self.score_source(img, img_meta, rescale, flip=False, mode='whole'),
+                          class_chunk(self.test_cfg))
+
+    def predict_scores(self, img, img_meta, rescale: bool = True) -> torch.Tensor:
+        """Calibrated class scores (B, num_classes, H, W), flip undone; no softmax.
+
+        Built a chunk of classes at a time (``test_cfg.class_chunk``): the memory is the
+        output's. For label maps, :meth:`predict_labels` needs no (B, K, H, W) tensor at all.
+        """
+        return all_scores(self.score_source(img, img_meta, rescale), class_chunk(self.test_cfg))
+
+    def predict_labels(self, img, img_meta, rescale: bool = True) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Labels (B, H, W) int64 (arg-max of :meth:`predict_scores`, first class on ties)
+        and the chosen class's score (B, H, W) float32, from the decoders' low-resolution
+        logits, ``test_cfg.class_chunk`` classes at a time at full resolution."""
+        return labels_and_top(self.score_source(img, img_meta, rescale), class_chunk(self.test_cfg))
 
     def inference(self, img, img_meta, rescale):
-        """As MMSeg's: softmax over the class scores (used to average in ``aug_test``)."""
+        """As MMSeg's: softmax over the class scores (B, K, H, W) (``aug_test`` does not
+        need it: it averages the softmax a chunk of classes at a time)."""
         return F.softmax(self.predict_scores(img, img_meta, rescale), dim=1)
 
     def simple_test(self, img, img_meta, rescale=True) -> List[np.ndarray]:
         # argmax of the scores == argmax of their softmax: the softmax is skipped
-        seg_pred = self.predict_scores(img, img_meta, rescale).argmax(dim=1)
-        return list(seg_pred.cpu().numpy())
+        labels, _ = self.predict_labels(img, img_meta, rescale)
+        return list(labels.cpu().numpy())
+
+    def aug_test(self, imgs, img_metas, rescale=True) -> List[np.ndarray]:
+        """As MMSeg's: the arg-max of the softmax averaged over the augmentations, computed a
+        chunk of classes at a time."""
+        assert rescale
+        sources = [self.score_source(img, meta, rescale) for img, meta in zip(imgs, img_metas)]
+        labels = averaged_softmax_labels(sources, class_chunk(self.test_cfg))
+        return list(labels.cpu().numpy())
 
     def show_result(self, img, result, palette=None, win_name='', show=False, wait_time=0,
                     out_file=None, opacity=0.5):
