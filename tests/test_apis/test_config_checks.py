@@ -44,8 +44,8 @@ MISSPELT = [
      'optimizer_config', 'cumulative_iter', 'cumulative_iters'),
     ({'optimizer_config': dict(type='Fp16OptimizerHook', loss_scal=512.)}, 'optimizer_config',
      'loss_scal', 'loss_scale'),
-    ({'optimizer_config': dict(type='MicroBatchOptimizerHook', micro_batch=2)}, 'optimizer_config',
-     'micro_batch', 'micro_batches'),
+    # an argument of this project's runner (the micro-batches per optimizer step)
+    ({'runner.micro_batch': 2}, 'runner', 'micro_batch', 'micro_batches'),
     ({'lr_config.warmup_iter': 5}, 'lr_config', 'warmup_iter', 'warmup_iters'),
     ({'lr_config.powr': 1.0}, 'lr_config', 'powr', 'power'),
     ({'model.test_cfg.crop_bach': 2}, 'model.test_cfg', 'crop_bach', 'crop_batch'),
