@@ -54,7 +54,7 @@ def training_run_meta(model, cfg, world_size: int) -> Dict[str, Any]:
     return dict(seen=[int(i) for i in model.vocabulary.seen],
                 samples_per_gpu=int(_samples_per_gpu(cfg)),
                 micro_batches=int(optimizer_hook_config(cfg.get('optimizer_config'),
-                                                        cfg.model.get('amp_dtype'))[1]),
+                                                        (cfg.get('model') or {}).get('amp_dtype'))[1]),
                 world_size=int(world_size))
 
 
