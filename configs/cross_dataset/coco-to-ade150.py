@@ -1,16 +1,7 @@
 # A model trained on COCO-Stuff (inductive) evaluated on ADE20K-150 (plain mIoU).
 #   python tools/test.py configs/cross_dataset/coco-to-ade150.py COCO_CKPT --eval mIoU
-_base_ = [
-    '../_base_/models/cascade_clip_vit-b16.py', '../_base_/datasets/zero_ade20k150.py',
-    '../_base_/default_runtime.py', '../_base_/schedules/schedule_80k.py'
-]
+_base_ = ['../_base_/cross_dataset_from_coco.py', '../_base_/datasets/zero_ade20k150.py']
 model = dict(
     base_class={{_base_.both_class}},
-    novel_class=[],
     both_class={{_base_.both_class}},
-    multi_prompts=True,
-    backbone=dict(num_tokens=50),
     load_text_embedding='text_embeddings/ade150_multi.npy')
-# trained on COCO-Stuff's classes, tested on this dataset's: the checkpoint's meta['CLASSES']
-# is not required to be the dataset's
-cross_dataset = True
