@@ -1,8 +1,8 @@
 """The weights of a TorchScript archive (``torch.jit.save``, e.g. OpenAI's ``ViT-B-16.pt``),
 read without running anything from the file.
 
-``torch.jit.load`` compiles and runs the archive's code (a module's ``__setstate__`` can call
-``torch.from_file`` and write any file). The weights need none of it: the archive is a zip
+TorchScript's own loader compiles and runs the archive's code (a module's ``__setstate__``
+can call ``torch.from_file`` and write any file). The weights need none of it: the archive is a zip
 whose ``<root>/data.pkl`` is a pickle of the module tree, each module an object of a class
 defined in the archive (``__torch__.*``) whose state is a dict of its attributes, and each
 tensor a persistent reference to a storage stored raw under ``<root>/data/<key>``. Which
@@ -12,8 +12,8 @@ attributes are parameters and buffers is declared in the class's printed source 
 :func:`read_torchscript_state_dict` unpickles ``data.pkl`` with :class:`_ArchiveUnpickler`,
 which builds only tensors (from the zip's bytes), ordered dicts, plain lists and inert
 stand-ins for the archive's classes; any other global the pickle names is refused before
-anything is built. Walking the stand-ins gives the state dict ``torch.jit.load(f).state_dict()``
-would give (same keys, order and values).
+anything is built. Walking the stand-ins gives the state dict that TorchScript's loader's
+``state_dict()`` would give (same keys, order and values).
 """
 import ast
 import io
@@ -257,8 +257,8 @@ def _class_infos(zf: zipfile.ZipFile, root: str, module: str, path: str) -> Dict
 
 
 def read_torchscript_state_dict(path: str) -> 'OrderedDict[str, torch.Tensor]':
-    """The state dict of the TorchScript archive ``path`` (as ``torch.jit.load(path)
-    .state_dict()``), read without compiling or running anything from the file.
+    """The state dict of the TorchScript archive ``path`` (as TorchScript's loader would give
+    it), read without compiling or running anything from the file.
 
     Raises:
         CheckpointError: the file is not a readable TorchScript archive, or its pickle asks

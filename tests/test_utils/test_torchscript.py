@@ -59,7 +59,7 @@ class WithBuffers(nn.Module):
 
 class WritesOnLoad(nn.Module):
     """Its TorchScript ``__setstate__`` maps (creating or overwriting) a file of the path it
-    carries, as a crafted CLIP file would: ``torch.jit.load`` runs it."""
+    carries, as a crafted CLIP file would: TorchScript's own loader runs it."""
 
     def __init__(self, target: str):
         super().__init__()
