@@ -25,10 +25,12 @@ Vocabulary x image size (``--sweep``): MMSeg's test path (``simple_test``, the c
 test_cfg) on one random image per case, the class-chunked path and the reference (all classes
 at full resolution at once, ``cascade_clip/testing/reference_inference.py``), each case in a
 fresh process whose data memory is capped (``--mem-cap`` GiB; a reference that needs more is
-reported as exceeding it); time and peak resident memory above the model's own, one table:
+reported as exceeding it); after a warm-up on one crop, the median time of ``--repeat`` runs
+(split into backbone + decoders and label maps for the chunked path, with its ratio to the
+fewest classes on the same image) and peak resident memory above the model's own, one table:
 
     python tools/benchmark.py CONFIG --sweep --vocab 20 171 847 2000 --image 512x683 1536x2048
-        [--mem-cap 8] [--threads 2] [--no-reference]
+        [--mem-cap 8] [--threads 2] [--no-reference] [--repeat 3]
 """
 import argparse
 import json
@@ -84,6 +86,9 @@ def main(argv=None):
     parser.add_argument('--mem-cap', type=float, default=8.0,
                         help='GiB of data memory each --sweep case may use (RLIMIT_DATA)')
     parser.add_argument('--no-reference', action='store_true', help='--sweep: chunked path only')
+    parser.add_argument('--repeat', type=int, default=1,
+                        help='--sweep: timed runs per case after a warm-up; the median run is shown '
+                             '(the faster middle one for an even count)')
     parser.add_argument('--sweep-child', help=argparse.SUPPRESS)
     parser.add_argument('--amp', nargs='+', default=['none'], choices=['none', 'bf16', 'fp16'],
                         help='precisions to measure (bf16 pays only with AVX-512 BF16 / AMX)')
@@ -97,6 +102,8 @@ def main(argv=None):
     torch.set_num_threads(args.threads)
     if args.child:
         return memory_child(args, json.loads(args.child))
+    if args.repeat < 1:
+        raise SystemExit(f'--repeat wants a positive number of runs, got {args.repeat}')
     if args.sweep_child:
         return sweep_child(args, json.loads(args.sweep_child))
     if args.sweep:
@@ -322,7 +329,8 @@ def sweep_table(args):
     for h, w in sizes:
         for k in args.vocab:
             for path in paths:
-                case = dict(h=h, w=w, classes=k, path=path, cap_gib=args.mem_cap)
+                case = dict(h=h, w=w, classes=k, path=path, cap_gib=args.mem_cap,
+                            repeat=args.repeat)
                 cmd = [sys.executable, osp.abspath(__file__), args.config, '--threads',
                        str(args.threads), '--sweep-child', json.dumps(case)]
                 proc = subprocess.run(cmd, capture_output=True, text=True)
@@ -344,8 +352,9 @@ def sweep_table(args):
             return f'{what} | - | '
         return f'{r["seconds"]:.1f} s | {r["peak_above_model_gib"]:.2f} GiB ({r["peak_rss_gib"]:.2f} total) | '
 
-    head = '| image | classes | chunked: time | chunked: peak above the model (total) |'
-    sep = '|---|---|---|---|'
+    head = ('| image | classes | chunked: time | time / time with the fewest classes | of which '
+            'backbone + decoders | of which label maps | chunked: peak above the model (total) |')
+    sep = '|---|---|---|---|---|---|---|'
     if 'reference' in paths:
         head += ' reference: time | reference: peak above the model (total) | labels identical |'
         sep += '---|---|---|'
@@ -353,16 +362,22 @@ def sweep_table(args):
     for h, w in sizes:
         for k in args.vocab:
             new = results[(h, w, k, 'chunked')]
-            row = f'| {h}x{w} | {k} | ' + cell(new).replace(' | ', ' | ', 1)
+            base = results[(h, w, min(args.vocab), 'chunked')]
+            ratio = (f'{new["seconds"] / base["seconds"]:.2f}' if 'seconds' in new and 'seconds' in base
+                     else '-')
+            split = (f'{new["network_s"]:.1f} s | {new["seconds"] - new["network_s"]:.1f} s'
+                     if 'seconds' in new else '- | -')
+            row = f'| {h}x{w} | {k} | ' + cell(new).replace(' | ', f' | {ratio} | {split} | ', 1)
             if 'reference' in paths:
                 ref = results[(h, w, k, 'reference')]
                 row += cell(ref)
                 same = ('yes' if new.get('digest') == ref.get('digest') else 'NO') \
                     if not (ref.get('failed') or new.get('failed')) else ''
                 row += f'{same or "-"} |'
-            rows.append(row)
+            rows.append(row.rstrip())
     print_log(f'{args.config}, {args.threads} threads, one fresh process per case (data capped at '
-              f'{args.mem_cap:g} GiB), random weights and text embeddings:\n' + head + '\n' + sep
+              f'{args.mem_cap:g} GiB), time of the median of {args.repeat} run(s) after a warm-up, '
+              f'random weights and text embeddings:\n' + head + '\n' + sep
               + '\n' + '\n'.join(rows), logger)
 
 
@@ -373,6 +388,7 @@ def sweep_child(args, case):
 
     import torch.nn.functional as F
 
+    from cascade_clip.models.segmentors.lean_inference import class_chunk, labels_and_top
     from cascade_clip.testing import reference_inference as R
     logger = get_logger('cascade_clip', log_level='ERROR')
     cfg = Config.fromfile(args.config)
@@ -388,23 +404,38 @@ def sweep_child(args, case):
     model_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     cap = int(case['cap_gib'] * 2**30)
     resource.setrlimit(resource.RLIMIT_DATA, (cap, cap))
-    t0 = time.perf_counter()
-    try:
-        with torch.no_grad():
-            if case['path'] == 'chunked':
-                labels = model.predict_labels(img, meta)[0]
-            else:
-                labels = R.simple_test(model, img, meta)
-    except (MemoryError, RuntimeError) as e:
-        if 'memory' not in str(e).lower() and 'alloc' not in str(e).lower():
-            raise
-        print(json.dumps(dict(failed=f'out of memory: {str(e)[:200]}')))
-        return
-    seconds = time.perf_counter() - t0
+    # warm-up (first calls of the kernels, the allocator): one crop-sized image, chunked path
+    hc, wc = (min(a, b) for a, b in zip(model.test_cfg.get('crop_size', (H, W)), (H, W)))
+    with torch.no_grad():
+        model.predict_labels(img[:, :, :hc, :wc], [dict(meta[0], ori_shape=(hc, wc, 3),
+                                                         img_shape=(hc, wc, 3), pad_shape=(hc, wc, 3))])
+    runs, digests = [], set()
+    for _ in range(case.get('repeat', 1)):
+        t0 = time.perf_counter()
+        try:
+            with torch.no_grad():
+                network_s = None
+                if case['path'] == 'chunked':  # ``predict_labels``, its two parts timed apart
+                    source = model.score_source(img, meta, True)
+                    network_s = time.perf_counter() - t0
+                    labels = labels_and_top(source, class_chunk(model.test_cfg))[0]
+                    del source
+                else:
+                    labels = R.simple_test(model, img, meta)
+        except (MemoryError, RuntimeError) as e:
+            if 'memory' not in str(e).lower() and 'alloc' not in str(e).lower():
+                raise
+            print(json.dumps(dict(failed=f'out of memory: {str(e)[:200]}')))
+            return
+        runs.append((time.perf_counter() - t0, network_s))
+        digests.add(hashlib.sha1(labels.cpu().numpy().astype('int64').tobytes()).hexdigest())
+    if len(digests) != 1:
+        raise RuntimeError(f'the labels differ between repeats of one case: {sorted(digests)}')
+    seconds, network_s = sorted(runs, key=lambda r: r[0])[(len(runs) - 1) // 2]  # the median run
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-    digest = hashlib.sha1(labels.cpu().numpy().astype('int64').tobytes()).hexdigest()
-    print(json.dumps(dict(seconds=seconds, peak_rss_gib=peak, model_gib=model_gib,
-                          peak_above_model_gib=peak - model_gib, digest=digest)))
+    print(json.dumps(dict(seconds=seconds, network_s=network_s, peak_rss_gib=peak,
+                          model_gib=model_gib, peak_above_model_gib=peak - model_gib,
+                          digest=digests.pop(), all_seconds=[r[0] for r in runs])))
 
 
 def _with(model, img):

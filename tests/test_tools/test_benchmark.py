@@ -6,6 +6,8 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 
@@ -37,12 +39,31 @@ def test_dist_step_two_processes():
 
 def test_sweep_table_new_and_reference_side_by_side():
     cmd = [sys.executable, 'tools/benchmark.py', 'configs/demo/cascade_clip_tiny_synthetic.py',
-           '--sweep', '--vocab', '3', '40', '--image', '64x96', '--threads', '1', '--mem-cap', '4']
+           '--sweep', '--vocab', '3', '40', '--image', '64x96', '--threads', '1', '--mem-cap', '4',
+           '--repeat', '2']
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300,
                           env=dict(os.environ, OMP_NUM_THREADS='1'))
     assert proc.returncode == 0, proc.stderr[-3000:]
-    rows = re.findall(r'^\| 64x96 \| (\d+) \| [\d.]+ s \| ([\d.]+) GiB \(([\d.]+) total\) \| [\d.]+ s \| '
-                      r'([\d.]+) GiB \(([\d.]+) total\) \| (\w+) \|$', proc.stdout + proc.stderr, re.M)
+    rows = re.findall(r'^\| 64x96 \| (\d+) \| ([\d.]+) s \| ([\d.]+) \| [\d.]+ s \| [\d.]+ s \| ([\d.]+) GiB \(([\d.]+) total\) \| '
+                      r'[\d.]+ s \| ([\d.]+) GiB \(([\d.]+) total\) \| (\w+) \|$', proc.stdout + proc.stderr,
+                      re.M)
     assert [r[0] for r in rows] == ['3', '40']
-    assert all(r[5] == 'yes' for r in rows)  # the same labels from both paths
-    assert all(0 <= float(r[1]) < float(r[2]) < 4 for r in rows)
+    assert all(r[7] == 'yes' for r in rows)  # the same labels from both paths
+    assert all(0 <= float(r[3]) < float(r[4]) < 4 for r in rows)
+    # the time ratio to the fewest classes, from the per-case seconds the sweep logs
+    secs = {int(k): float(v) for k, v in re.findall(
+        r"'classes': (\d+), 'path': 'chunked'.*?'seconds': ([\d.e-]+)", proc.stdout + proc.stderr)}
+    assert sorted(secs) == [3, 40]
+    assert rows[0][2] == '1.00'
+    assert float(rows[1][2]) == pytest.approx(secs[40] / secs[3], abs=0.006)
+    # backbone + decoders, then the label maps: the first part is part of the whole
+    parts = re.findall(r"'path': 'chunked'.*?'seconds': ([\d.e-]+), 'network_s': ([\d.e-]+)",
+                       proc.stdout + proc.stderr)
+    assert len(parts) == 2
+    assert all(0 < float(network) < float(total) for total, network in parts)
+    # --repeat 2: two timed runs per case, the shown time is one of them (the median run)
+    repeats = re.findall(r"'seconds': ([\d.e-]+),.*?'all_seconds': \[([^\]]*)\]",
+                         proc.stdout + proc.stderr)
+    assert len(repeats) == 4  # 2 vocabularies x (chunked, reference)
+    for shown, runs in repeats:
+        assert len(runs.split(',')) == 2 and float(shown) in [float(v) for v in runs.split(',')]

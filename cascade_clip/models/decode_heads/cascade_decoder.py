@@ -68,7 +68,7 @@ class CascadeDecoderLayer(nn.Module):
     def forward(self, tgt: torch.Tensor, memory: torch.Tensor) -> torch.Tensor:
         """tgt (B, K, C), memory (B, N, C) -> updated tgt (B, K, C)."""
         tgt = self.norm2(tgt + self.dropout2(self.multihead_attn(tgt, memory)))
-        ffn = self.linear2(self.dropout(F.relu(self.linear1(tgt))))
+        ffn = self.linear2(self.dropout(F.relu(self.linear1(tgt), inplace=True)))
         return self.norm3(tgt + self.dropout3(ffn))
 
     def unused_parameter_names(self, last: bool):

@@ -187,18 +187,36 @@ class ATMSingleHeadSeg(BaseDecodeHead):
         path makes them a chunk of classes at a time with :meth:`chunk_scores`)."""
         return self.semantic_inference(self.forward(inputs), inputs.seen)
 
-    def chunk_scores(self, logits: torch.Tensor, k0: int, k1: int, seen: Sequence[int]) -> torch.Tensor:
+    def chunk_scores(self, logits: torch.Tensor, k0: int, k1: int, seen: Sequence[int],
+                     out: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Calibrated scores (B, k1 - k0, img_size, img_size) of classes [k0, k1) from the
         decoders' logits (B, K, h, w) (``forward(..., upsample=False)``).
 
         The resize and the sigmoid act per class channel: the values are those of
-        :meth:`forward_test` for these classes, bit for bit.
+        :meth:`forward_test` for these classes, bit for bit. ``out``: a float32 tensor of the
+        result's shape to write the upsampled scores into (float32 logits only).
         """
-        masks = logits[:, k0:k1].contiguous()
-        if tuple(masks.shape[-2:]) != (self.image_size, self.image_size):
-            masks = F.interpolate(masks, size=(self.image_size, self.image_size), mode='bilinear',
-                                  align_corners=False)
-        return self.semantic_inference(masks, [i - k0 for i in seen if k0 <= i < k1])
+        masks = logits[:, k0:k1]
+        size = (self.image_size, self.image_size)
+        if tuple(masks.shape[-2:]) != size:
+            masks = masks.contiguous()
+            if out is not None and logits.dtype == torch.float32:
+                # the kernel ``F.interpolate`` calls, into a buffer the caller reuses
+                masks = torch.ops.aten.upsample_bilinear2d.out(masks, list(size), False, None,
+                                                               None, out=out)
+            else:
+                masks = F.interpolate(masks, size=size, mode='bilinear', align_corners=False)
+        else:
+            masks = masks.clone()
+        # ``masks`` is this call's own tensor: the sigmoid and the calibration run in place
+        # (what :meth:`semantic_inference` computes, without two more full-size temporaries)
+        scores = masks.float().sigmoid_()
+        seen = [i - k0 for i in seen if k0 <= i < k1]
+        if not self.self_training and self.calibration and seen:
+            bias = torch.zeros(scores.shape[1], device=scores.device, dtype=scores.dtype)
+            bias[seen] = self.calibration
+            scores.sub_(bias.view(1, -1, 1, 1))
+        return scores
 
     # ------------------------------------------------------------------ training
     def pseudo_label(self, pred_masks: torch.Tensor, gt: torch.Tensor,

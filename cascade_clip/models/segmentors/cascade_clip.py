@@ -22,7 +22,7 @@ from ...utils.vocabulary_names import same_names
 from ..decode_heads.cascade_head import HeadInputs
 from ..losses.mask_loss import check_label_range, count_masks, reduce_num_masks
 from .lean_inference import (ScoreSource, all_scores, averaged_softmax_labels, class_chunk,
-                             labels_and_top)
+                             labels_and_top, Workspace)
 from ..vocabulary import Vocabulary, check_embeddings
 from .test_cfg import check_test_cfg
 from ..vocabulary import Vocabulary, check_embeddings, unit_rows
@@ -465,15 +465,22 @@ class CascadeCLIP(EncoderDecoder):
             inputs = HeadInputs(self.extract_feat(img), text, self.vocabulary.seen)
             return self.decode_head.forward(inputs, upsample=False)
 
-    def crop_scores(self, logits: torch.Tensor, k0: int, k1: int, size: Tuple[int, int]) -> torch.Tensor:
+    def crop_scores(self, logits: torch.Tensor, k0: int, k1: int, size: Tuple[int, int],
+                    workspace: Optional[Workspace] = None) -> torch.Tensor:
         """Calibrated scores (B, k1 - k0, H, W) of classes [k0, k1) at the input's ``size``
         from its ``decode_logits``: the head's scores at (img_size, img_size), resized to the
-        padded input and cropped back."""
+        padded input and cropped back (the head's scores written into ``workspace`` if given:
+        the result is then valid until its next use)."""
         H, W = size
         patch = getattr(self.backbone, 'patch_size', 1)
         padded = (H + -H % patch, W + -W % patch)
+        buf = None
+        if workspace is not None and logits.dtype == torch.float32:
+            S = self.decode_head.image_size
+            buf = workspace.get('crop', (logits.shape[0], k1 - k0, S, S), logits.dtype,
+                                logits.device)
         with self.autocast(logits.device.type):
-            out = self.decode_head.chunk_scores(logits, k0, k1, self.vocabulary.seen)
+            out = self.decode_head.chunk_scores(logits, k0, k1, self.vocabulary.seen, out=buf)
         out = out.float()
         if tuple(out.shape[2:]) != padded:
             out = resize(out, size=padded, mode='bilinear', align_corners=self.align_corners)

@@ -14,12 +14,38 @@ from typing import Callable, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
-from mmseg.ops import resize
 
-DEFAULT_CLASS_CHUNK = 32
+DEFAULT_CLASS_CHUNK = 4
 
-# scores of classes [k0, k1) of every input of one decoder call: (k0, k1) -> (n, k, h, w)
-CropScores = Callable[[torch.Tensor, int, int, Tuple[int, int]], torch.Tensor]
+
+class Workspace:
+    """Scratch tensors kept by name between the chunks of one input.
+
+    A tensor of several MiB freshly allocated is fresh memory from the system each time (the
+    allocator hands large blocks back when they are freed), and faulting its pages in costs
+    more than the arithmetic done on it: the canvas, each window's upsampled scores and the
+    resize to the original size reuse one buffer each.
+    """
+
+    def __init__(self):
+        self._store = {}
+
+    def get(self, name: str, shape: Sequence[int], dtype: torch.dtype,
+            device: torch.device) -> torch.Tensor:
+        """An uninitialised contiguous tensor of ``shape`` (the previous contents of ``name``)."""
+        n = 1
+        for d in shape:
+            n *= int(d)
+        t = self._store.get(name)
+        if t is None or t.numel() < n or t.dtype != dtype or t.device != device:
+            t = torch.empty(n, dtype=dtype, device=device)
+            self._store[name] = t
+        return t[:n].view(tuple(shape))
+
+
+# scores of classes [k0, k1) of every input of one decoder call:
+# (logits, k0, k1, (h, w), workspace) -> (n, k, h, w)
+CropScores = Callable[[torch.Tensor, int, int, Tuple[int, int], Optional[Workspace]], torch.Tensor]
 
 
 def class_chunk(test_cfg) -> int:
@@ -41,8 +67,9 @@ class ScoreSource:
             ``logits`` in the (padded) input (whole mode: one box covering the input).
         batch_size: images per box (rows of ``logits`` per box).
         input_hw: (H, W) of the network input (the sliding-window canvas).
-        crop_scores: (logits, k0, k1, (h, w)) -> the calibrated scores (n, k1 - k0, h, w) of
-            those classes at a window's size, as the segmentor's ``encode_decode`` makes them.
+        crop_scores: (logits, k0, k1, (h, w), workspace) -> the calibrated scores
+            (n, k1 - k0, h, w) of those classes at a window's size, as the segmentor's
+            ``encode_decode`` makes them (``workspace``: where it may keep its scratch tensors).
         average: sliding-window average (divide the canvas by the window count).
         rescale: ((img_h, img_w), (ori_h, ori_w)): crop the canvas to the resized image, then
             resize it to the original size (None: the canvas as it is).
@@ -64,6 +91,9 @@ class ScoreSource:
         logits = self.pieces[0][0]
         self.num_classes = logits.shape[1]
         self.device = logits.device
+        # NaN-free logits give NaN-free scores (bilinear weights are finite, the sigmoid maps
+        # +-inf to 1 / 0); an inf can give NaN (0 * inf), so only finite logits skip the test
+        self.finite = all(bool(torch.isfinite(lg).all()) for lg, _ in self.pieces)
         self.count = None
         if average:
             count = torch.zeros((batch_size, 1) + self.input_hw, device=self.device)
@@ -71,33 +101,42 @@ class ScoreSource:
                 for y1, x1, y2, x2 in boxes:
                     count[:, :, y1:y2, x1:x2] += 1
             self.count = count
+        self.workspace = Workspace()
 
     @property
     def out_hw(self) -> Tuple[int, int]:
         return tuple(self.rescale[1]) if self.rescale else self.input_hw
 
     def scores(self, k0: int, k1: int) -> torch.Tensor:
-        """(B, k1 - k0, H, W) float32 scores of classes [k0, k1), flip undone."""
+        """(B, k1 - k0, H, W) float32 scores of classes [k0, k1), flip undone.
+
+        Unless flipped, the result is a buffer of this source's :class:`Workspace` that the
+        next call overwrites: use it (or copy it) before asking for other classes.
+        """
         B = self.batch_size
+        ws = self.workspace
         if self.average:
-            preds = torch.zeros((B, k1 - k0) + self.input_hw, device=self.device)
+            preds = ws.get('canvas', (B, k1 - k0) + self.input_hw, torch.float32, self.device)
+            preds.zero_()
             for logits, boxes in self.pieces:
                 y1, x1, y2, x2 = boxes[0]  # every window of a call has one size
-                crop = self.crop_scores(logits, k0, k1, (y2 - y1, x2 - x1)).float()
+                crop = self.crop_scores(logits, k0, k1, (y2 - y1, x2 - x1), ws).float()
                 for j, (y1, x1, y2, x2) in enumerate(boxes):
                     preds[:, :, y1:y2, x1:x2] += crop[j * B:(j + 1) * B]
-            preds = preds / self.count
+            preds.div_(self.count)
         else:
             (logits, boxes), = self.pieces
             y1, x1, y2, x2 = boxes[0]
-            preds = self.crop_scores(logits, k0, k1, (y2 - y1, x2 - x1)).float()
+            preds = self.crop_scores(logits, k0, k1, (y2 - y1, x2 - x1), ws).float()
         if self.rescale:
             (h, w), ori = self.rescale
             preds = preds[:, :, :h, :w]
             if tuple(preds.shape[2:]) != tuple(ori):
                 # (a resize to the same size is skipped: its weights are exactly 1 and 0)
-                preds = resize(preds, size=ori, mode='bilinear', align_corners=self.align_corners,
-                               warning=False)
+                # MMSeg's ``resize`` (F.interpolate, bilinear) written into the workspace
+                out = ws.get('rescale', preds.shape[:2] + tuple(ori), preds.dtype, self.device)
+                preds = torch.ops.aten.upsample_bilinear2d.out(
+                    preds, list(ori), self.align_corners, None, None, out=out)
         if self.flip:
             preds = preds.flip(dims=(3, ) if self.flip == 'horizontal' else (2, ))
         return preds
@@ -107,33 +146,43 @@ def _chunks(num_classes: int, chunk: int):
     return [(k0, min(k0 + chunk, num_classes)) for k0 in range(0, num_classes, chunk)]
 
 
-def _first_argmax(x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-    """(max, first index of the max) over dim 1 of (B, k, H, W), as ``argmax`` breaks ties."""
-    idx = x.argmax(dim=1, keepdim=True)
-    return x.gather(1, idx).squeeze(1), idx.squeeze(1)
-
-
-def running_argmax(chunks, num_classes: int, chunk: int) -> Tuple[torch.Tensor, torch.Tensor]:
+def running_argmax(chunks, num_classes: int, chunk: int,
+                   nan_aware: bool = True) -> Tuple[torch.Tensor, torch.Tensor]:
     """Labels (B, H, W) int64 and their values (B, H, W) over the chunks' values.
 
-    ``chunks(k0, k1)`` gives the (B, k, H, W) values of classes [k0, k1); equal values keep the
-    lowest class index, as an arg-max over all classes at once does.
+    ``chunks(k0, k1)`` gives the (B, k, H, W) values of classes [k0, k1); the result is
+    ``argmax`` over all classes at once: equal values keep the lowest class index, and a NaN
+    beats every number (the first NaN wins). ``nan_aware=False`` skips the NaN test when
+    the caller knows the values are NaN-free.
+
+    The classes are compared one channel at a time (a contiguous (B, H, W) plane each):
+    ``argmax`` over dim 1 of a (B, k, H, W) tensor is a strided reduction that runs several
+    times slower on the CPU than these elementwise passes.
     """
-    best_val = best_idx = None
+    best_val = best_idx = best_nan = better = None
     for k0, k1 in _chunks(num_classes, chunk):
-        val, idx = _first_argmax(chunks(k0, k1))
-        if best_val is None:
-            best_val, best_idx = val, idx
-        else:
-            better = val > best_val  # strict: an earlier chunk wins a tie
-            best_val = torch.where(better, val, best_val)
-            best_idx = torch.where(better, idx + k0, best_idx)
-    return best_idx, best_val
+        values = chunks(k0, k1)
+        for c in range(values.shape[1]):
+            v = values[:, c]
+            if best_val is None:
+                best_val = v.clone()
+                best_idx = torch.full(v.shape, k0 + c, dtype=torch.int32, device=v.device)
+                best_nan = torch.isnan(v) if nan_aware else None
+                better = torch.empty(v.shape, dtype=torch.bool, device=v.device)
+                continue
+            torch.gt(v, best_val, out=better)  # strict: an earlier class wins a tie
+            if nan_aware:
+                v_nan = torch.isnan(v)
+                better |= v_nan & ~best_nan
+                best_nan |= v_nan
+            best_idx.masked_fill_(better, k0 + c)
+            torch.where(better, v, best_val, out=best_val)
+    return best_idx.long(), best_val
 
 
 def labels_and_top(source: ScoreSource, chunk: int) -> Tuple[torch.Tensor, torch.Tensor]:
     """Arg-max labels (B, H, W) and the chosen class's score (B, H, W) of one input."""
-    return running_argmax(source.scores, source.num_classes, chunk)
+    return running_argmax(source.scores, source.num_classes, chunk, nan_aware=not source.finite)
 
 
 def all_scores(source: ScoreSource, chunk: int) -> torch.Tensor:
