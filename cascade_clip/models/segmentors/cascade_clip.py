@@ -21,11 +21,10 @@ from ...utils.visualize import draw_segmentation
 from ...utils.vocabulary_names import same_names
 from ..decode_heads.cascade_head import HeadInputs
 from ..losses.mask_loss import check_label_range, count_masks, reduce_num_masks
-from .lean_inference import (ScoreSource, all_scores, averaged_softmax_labels, class_chunk,
-                             labels_and_top, Workspace)
-from ..vocabulary import Vocabulary, check_embeddings
-from .test_cfg import check_test_cfg
 from ..vocabulary import Vocabulary, check_embeddings, unit_rows
+from .lean_inference import (ScoreSource, Workspace, all_scores, averaged_softmax_labels,
+                             class_chunk, labels_and_top)
+from .test_cfg import check_test_cfg
 
 EMBEDDING_HELP = ('make it with: python tools/build_text_embeddings.py --clip '
                   'clip_pretrain/ViT-B-16.pt --dataset <coco_stuff|voc20|context59> '

@@ -13,7 +13,6 @@ in three chunked passes.
 from typing import Callable, List, Optional, Sequence, Tuple
 
 import torch
-import torch.nn.functional as F
 
 DEFAULT_CLASS_CHUNK = 4
 
