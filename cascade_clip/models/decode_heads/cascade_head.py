@@ -173,13 +173,19 @@ class ATMSingleHeadSeg(BaseDecodeHead):
                                   align_corners=False)
         return masks
 
-    def semantic_inference(self, pred_masks: torch.Tensor, seen: Sequence[int]) -> torch.Tensor:
-        """sigmoid scores, minus ``calibration`` on the ``seen`` classes (inductive setting)."""
-        scores = pred_masks.float().sigmoid()
+    def semantic_inference(self, pred_masks: torch.Tensor, seen: Sequence[int],
+                           inplace: bool = False) -> torch.Tensor:
+        """sigmoid scores, minus ``calibration`` on the ``seen`` classes (inductive setting).
+
+        ``inplace``: overwrite ``pred_masks`` when it is float32 (the caller's own tensor).
+        """
+        scores = pred_masks.float()
+        scores = scores.sigmoid_() if inplace else scores.sigmoid()
         if not self.self_training and self.calibration and len(seen):
             bias = torch.zeros(scores.shape[1], device=scores.device, dtype=scores.dtype)
             bias[list(seen)] = self.calibration
-            scores = scores - bias.view(1, -1, 1, 1)
+            bias = bias.view(1, -1, 1, 1)
+            scores = scores.sub_(bias) if inplace else scores - bias
         return scores
 
     def forward_test(self, inputs: HeadInputs, img_metas, test_cfg) -> torch.Tensor:
@@ -209,14 +215,8 @@ class ATMSingleHeadSeg(BaseDecodeHead):
         else:
             masks = masks.clone()
         # ``masks`` is this call's own tensor: the sigmoid and the calibration run in place
-        # (what :meth:`semantic_inference` computes, without two more full-size temporaries)
-        scores = masks.float().sigmoid_()
-        seen = [i - k0 for i in seen if k0 <= i < k1]
-        if not self.self_training and self.calibration and seen:
-            bias = torch.zeros(scores.shape[1], device=scores.device, dtype=scores.dtype)
-            bias[seen] = self.calibration
-            scores.sub_(bias.view(1, -1, 1, 1))
-        return scores
+        # (no two more full-size temporaries)
+        return self.semantic_inference(masks, [i - k0 for i in seen if k0 <= i < k1], inplace=True)
 
     # ------------------------------------------------------------------ training
     def pseudo_label(self, pred_masks: torch.Tensor, gt: torch.Tensor,
