@@ -375,10 +375,15 @@ def sweep_table(args):
                     if not (ref.get('failed') or new.get('failed')) else ''
                 row += f'{same or "-"} |'
             rows.append(row.rstrip())
+    slow = [f'{h}x{w} {k} classes {p}' for (h, w, k, p), r in results.items()
+            if p == 'chunked' and r.get('fast_upsample') not in (None, 'yes')]
+    note = ('\nChunked path: the head\'s upsampling took the fast exact route in every case.'
+            if not slow else '\nChunked path: the head\'s upsampling fell back (in part) to '
+            f'ATen\'s kernel in: {", ".join(slow)}.')
     print_log(f'{args.config}, {args.threads} threads, one fresh process per case (data capped at '
               f'{args.mem_cap:g} GiB), time of the median of {args.repeat} run(s) after a warm-up, '
               f'random weights and text embeddings:\n' + head + '\n' + sep
-              + '\n' + '\n'.join(rows), logger)
+              + '\n' + '\n'.join(rows) + note, logger)
 
 
 def sweep_child(args, case):
@@ -389,6 +394,7 @@ def sweep_child(args, case):
     import torch.nn.functional as F
 
     from cascade_clip.models.segmentors.lean_inference import class_chunk, labels_and_top
+    from cascade_clip.models.utils import exact_upsample
     from cascade_clip.testing import reference_inference as R
     logger = get_logger('cascade_clip', log_level='ERROR')
     cfg = Config.fromfile(args.config)
@@ -433,9 +439,12 @@ def sweep_child(args, case):
         raise RuntimeError(f'the labels differ between repeats of one case: {sorted(digests)}')
     seconds, network_s = sorted(runs, key=lambda r: r[0])[(len(runs) - 1) // 2]  # the median run
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    checks = list(exact_upsample._VERIFIED.values())  # the head's resizes that were checked
     print(json.dumps(dict(seconds=seconds, network_s=network_s, peak_rss_gib=peak,
                           model_gib=model_gib, peak_above_model_gib=peak - model_gib,
-                          digest=digests.pop(), all_seconds=[r[0] for r in runs])))
+                          digest=digests.pop(), all_seconds=[r[0] for r in runs],
+                          fast_upsample=('yes' if checks and all(checks) else
+                                         'partly' if any(checks) else 'no'))))
 
 
 def _with(model, img):

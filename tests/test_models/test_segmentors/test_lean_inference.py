@@ -107,10 +107,14 @@ def test_running_argmax_is_argmax_over_all_classes(chunk):
     expect = x.gather(1, labels[:, None])[:, 0]
     assert torch.equal(values.isnan(), expect.isnan())
     assert torch.equal(values.nan_to_num(), expect.nan_to_num())
-    # without NaN the NaN test may be skipped: the same labels
-    y = x.nan_to_num(nan=-1.0)
-    assert torch.equal(running_argmax(lambda k0, k1: y[:, k0:k1], 7, chunk, nan_aware=False)[0],
-                       y.argmax(dim=1))
+    # without NaN, the arithmetic route (float index, maximum): the same labels and values,
+    # ties, +inf and all--inf rows included
+    y = x.nan_to_num(nan=-1.0, posinf=float('inf'), neginf=float('-inf'))
+    labels, values = running_argmax(lambda k0, k1: y[:, k0:k1], 7, chunk, nan_aware=False)
+    assert labels.dtype == torch.int64
+    assert torch.equal(labels, y.argmax(dim=1))
+    assert torch.equal(values, y.amax(dim=1))
+    assert labels[1, 2, 3] == 6 and labels[1, 4, 5] == 0
 
 
 def test_non_finite_logits_give_the_reference_labels(model):
