@@ -12,8 +12,8 @@ kernel evaluates ``x0 * w0 + x1 * w1`` along each axis (the horizontal one insid
 compiler may or may not fuse one product with the addition. Here the association is
 ``fma(x0, w0, x1 * w1)`` (``addcmul`` is a fused multiply-add). So the fast path is used only
 after a check, once per input shape, thread count and device type in each process, that it
-gives exactly the kernel's output; otherwise the kernel itself is called. With a power-of-two factor every
-interpolation weight is a short binary fraction, so the weights themselves are exact.
+gives exactly the kernel's output; otherwise the kernel itself is called. With a power-of-two
+factor every interpolation weight is a short binary fraction, so the weights are exact.
 """
 import functools
 from typing import Dict, Optional, Sequence, Tuple
