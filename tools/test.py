@@ -22,7 +22,8 @@ from mmseg.utils import get_device, get_root_logger, setup_multi_processes  # no
 
 import cascade_clip  # noqa: E402,F401
 from cascade_clip.apis import (check_model_matches_dataset, collect_results,  # noqa: E402
-                               init_distributed, load_weights, resolve_precision, wrap_model)
+                               exit_on_sigterm, init_distributed, load_weights,
+                               resolve_precision, wrap_model)
 from cascade_clip.apis.config_checks import check_config  # noqa: E402
 from cascade_clip.utils.paths import check_names_inside  # noqa: E402
 
@@ -158,4 +159,5 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
+    exit_on_sigterm()  # a stopped run removes the temporary file of a write in progress
     main()

@@ -30,8 +30,8 @@ from mmseg.models import build_segmentor  # noqa: E402
 from mmseg.utils import collect_env, get_root_logger, setup_multi_processes  # noqa: E402
 
 import cascade_clip  # noqa: E402,F401
-from cascade_clip.apis import (check_model_matches_dataset, init_distributed,  # noqa: E402
-                               resolve_precision, train_segmentor)
+from cascade_clip.apis import (check_model_matches_dataset, exit_on_sigterm,  # noqa: E402
+                               init_distributed, resolve_precision, train_segmentor)
 from cascade_clip.apis.config_checks import check_config  # noqa: E402
 from cascade_clip.apis.checks import (RUN_META_KEY, check_training_values,  # noqa: E402
                                       training_run_meta)
@@ -188,4 +188,5 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
+    exit_on_sigterm()  # a stopped run removes the temporary file of a write in progress
     main()

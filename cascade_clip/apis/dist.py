@@ -1,4 +1,8 @@
 """Distributed set-up for CUDA (NCCL) and CPU (Gloo) runs, and the one distributed wrapper."""
+import os
+import signal
+import threading
+
 import torch
 import torch.distributed as dist
 from mmcv.parallel import MMDistributedDataParallel, scatter_kwargs
@@ -26,6 +30,33 @@ def init_distributed(launcher: str, backend: str = 'nccl') -> bool:
                          f'(torchrun, as dist_train.sh does)')
     if not dist.is_initialized():
         dist.init_process_group(backend='gloo')
+    return True
+
+
+def exit_on_sigterm() -> bool:
+    """Make SIGTERM end this process through ``SystemExit(143)``, so ``finally`` blocks run.
+
+    torchrun stops the other processes of a run with SIGTERM when one of them fails (and
+    with SIGKILL 30 s later); SLURM and ``timeout`` stop jobs the same way. Python's default
+    action ends the process on the spot, so a checkpoint being written would stay behind as
+    its temporary file. As an exception, that write is abandoned and its temporary file
+    removed; the checkpoints already complete are kept. A handler the user installed is left
+    in place, and nothing is changed outside the main thread (where Python runs handlers).
+
+    Returns:
+        whether the handler was installed.
+    """
+    if threading.current_thread() is not threading.main_thread() or \
+            signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        return False
+
+    def _exit(signum, frame):
+        # os.write, not logging: a handler may interrupt a logging call holding its lock
+        os.write(2, f'process {os.getpid()}: SIGTERM received, stopping (the write in '
+                    f'progress, if any, is abandoned)\n'.encode())
+        raise SystemExit(128 + signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, _exit)
     return True
 
 

@@ -335,3 +335,4 @@ def test_a_killed_rank_stops_the_run(demo_data, tmp_path):
     assert 'failed' in str(info.value)
     assert osp.isfile(osp.join(work, 'iter_1.pth'))
     assert not glob.glob(osp.join(work, 'iter_[234].pth'))
+    assert not glob.glob(osp.join(work, '*.tmp-*'))  # rank 0, stopped by torchrun, left no temporary file
