@@ -162,7 +162,13 @@ def train_segmentor(model, dataset, cfg, distributed=False, validate=False, time
         default_args=dict(model=model, batch_processor=None, optimizer=optimizer,
                           work_dir=cfg.work_dir, logger=logger, meta=meta))
 
-    runner.register_training_hooks(cfg.lr_config, optimizer_config, cfg.checkpoint_config,
+    checkpoint_config = cfg.checkpoint_config
+    if distributed and checkpoint_config is not None and \
+            checkpoint_config.get('type', 'CheckpointHook') == 'CheckpointHook':
+        # every process waits for rank 0's file: a failure in the next iteration cannot
+        # then stop rank 0 in the middle of the write
+        checkpoint_config = dict(checkpoint_config, type='SyncedCheckpointHook')
+    runner.register_training_hooks(cfg.lr_config, optimizer_config, checkpoint_config,
                                    cfg.log_config, cfg.get('momentum_config', None))
     # before the optimizer hook (ABOVE_NORMAL): a NaN/inf loss stops the run before it
     # changes the weights or writes a checkpoint

@@ -322,12 +322,15 @@ def test_total_batch_arithmetic():
 
 def test_a_killed_rank_stops_the_run(demo_data, tmp_path):
     """One of two processes dies (SIGKILL) at iteration 2: the run stops with an error, and
-    no checkpoint after the last good one is written."""
+    no checkpoint after the last good one is written. Rank 0 is 3 s late writing iteration
+    1's checkpoint: rank 1 waits for it (SyncedCheckpointHook) before going on, so torchrun's
+    stop of rank 0 cannot interrupt that write."""
     cfg = tmp_path / 'kill.py'
     cfg.write_text(f"_base_ = [{CONFIG!r}]\n"
                    "custom_imports = dict(imports=['cascade_clip', 'tests.test_tools.kill_rank_hook'], "
                    "allow_failed_imports=False)\n"
-                   "custom_hooks = [dict(type='KillRankHook', rank=1, at_iter=2)]\n")
+                   "custom_hooks = [dict(type='KillRankHook', rank=1, at_iter=2),\n"
+                   "                dict(type='SlowRank0Hook', at_iter=1, seconds=3, priority='ABOVE_NORMAL')]\n")
     work = str(tmp_path / 'work')
     with pytest.raises(AssertionError) as info:
         run(['bash', 'dist_train.sh', str(cfg), '2', work, '--no-validate', '--cfg-options',
