@@ -152,9 +152,13 @@ def main(argv=None):
             metric = dataset.evaluate(results, logger=logger, **eval_kwargs)
             if json_file is not None:
                 tmp = json_file + '.tmp'
-                mmcv.dump(dict(config=args.config, checkpoint=args.checkpoint, metric=metric), tmp,
-                          file_format='json', indent=2)
-                os.replace(tmp, json_file)
+                try:
+                    mmcv.dump(dict(config=args.config, checkpoint=args.checkpoint,
+                                   metric=metric), tmp, file_format='json', indent=2)
+                    os.replace(tmp, json_file)
+                finally:  # an error or SIGTERM during the write leaves no partial file
+                    if osp.exists(tmp):
+                        os.remove(tmp)
                 logger.info(f'metrics written to {json_file}')
 
 
