@@ -16,7 +16,7 @@ TINY = dict(embed_dim=32, image_resolution=64, vision_patch_size=16, vision_widt
 @pytest.fixture(scope='session')
 def tiny_clip(tmp_path_factory):
     """(torchscript_path, state_dict_path, state_dict) of one tiny OpenAI-style CLIP."""
-    from cascade_clip.testing import save_tiny_clip
+    from tools.demo_data.tiny_clip import save_tiny_clip
     d = tmp_path_factory.mktemp('clip')
     ts = str(d / 'tiny-ViT.pt')
     sd_path = str(d / 'tiny-ViT-state.pth')

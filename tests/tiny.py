@@ -49,3 +49,8 @@ def build(cfg):
     model = build_segmentor(cfg)
     model.init_weights()
     return model
+
+
+def train_loss(model, img, img_metas, gt):
+    """The loss of one batch in one process (``train_step``'s: each term over its count)."""
+    return model.train_step(dict(img=img, img_metas=img_metas, gt_semantic_seg=gt), None)['loss']

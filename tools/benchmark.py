@@ -23,7 +23,7 @@ threads. Prints the median and best time of ``--train-runs`` steps after one war
 
 Vocabulary x image size (``--sweep``): MMSeg's test path (``simple_test``, the config's
 test_cfg) on one random image per case, the class-chunked path and the reference (all classes
-at full resolution at once, ``cascade_clip/testing/reference_inference.py``), each case in a
+at full resolution at once: ``test_cfg.class_chunk`` = the number of classes), each case in a
 fresh process whose data memory is capped (``--mem-cap`` GiB; a reference that needs more is
 reported as exceeding it); after a warm-up on one crop, the median time of ``--repeat`` runs
 (split into backbone + decoders and label maps for the chunked path, with its ratio to the
@@ -135,8 +135,8 @@ def main(argv=None):
         if args.skip_train:
             continue
         model.train()
-        med, best, peak = time_train_step(model, cfg, args, H, W, g, lambda imgs, gt, metas: sum(
-            v for k, v in model.forward_train(imgs, metas, gt).items() if 'loss' in k))
+        med, best, peak = time_train_step(model, cfg, args, H, W, g, lambda imgs, gt, metas: model.train_step(
+            dict(img=imgs, img_metas=metas, gt_semantic_seg=gt), None)['loss'])
         rows.append(f'training  {amp:>5}: one step at batch {args.batch}, {H}x{W}, AdamW {med:.2f} s '
                     f'(median of {args.train_runs}, best {best:.2f} s); peak RSS so far {peak:.1f} GiB')
         print_log(rows[-1], logger)
@@ -146,12 +146,12 @@ def main(argv=None):
 
 
 def reference_rows(model, cfg, img1, args, g, logger):
-    """Time cascade_clip.testing.published_path on the same weights (fp32)."""
+    """Time tools/published_path.py on the same weights (fp32)."""
     import tempfile
 
     import numpy as np
 
-    from cascade_clip.testing import published_path as P
+    from tools import published_path as P
     model.set_precision(None)
     rows = []
     with tempfile.TemporaryDirectory() as d:
@@ -226,8 +226,7 @@ def dist_child(rank, args, init_file, out):
     from mmcv.runner import HOOKS
     from mmcv.utils import build_from_cfg
 
-    from cascade_clip.apis import wrap_model
-    from cascade_clip.apis.train import optimizer_hook_config
+    from cascade_clip.apis import optimizer_hook_config, wrap_model
     torch.set_num_threads(args.threads)
     dist.init_process_group('gloo', init_method=f'file://{init_file}', rank=rank, world_size=args.dist)
     try:
@@ -305,8 +304,7 @@ def memory_child(args, setting):
     imgs, gt, metas = random_training_batch(B, H, W, model.num_classes, g)
     opt = build_optimizer(model, cfg.optimizer)
     t0 = time.perf_counter()
-    losses = model.forward_train(imgs, metas, gt)
-    sum(v for k, v in losses.items() if 'loss' in k).backward()
+    model.train_step(dict(img=imgs, img_metas=metas, gt_semantic_seg=gt), None)['loss'].backward()
     fwd_bwd = time.perf_counter() - t0
     peak_fb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     opt.step()
@@ -375,15 +373,10 @@ def sweep_table(args):
                     if not (ref.get('failed') or new.get('failed')) else ''
                 row += f'{same or "-"} |'
             rows.append(row.rstrip())
-    slow = [f'{h}x{w} {k} classes {p}' for (h, w, k, p), r in results.items()
-            if p == 'chunked' and r.get('fast_upsample') not in (None, 'yes')]
-    note = ('\nChunked path: the head\'s upsampling took the fast exact route in every case.'
-            if not slow else '\nChunked path: the head\'s upsampling fell back (in part) to '
-            f'ATen\'s kernel in: {", ".join(slow)}.')
     print_log(f'{args.config}, {args.threads} threads, one fresh process per case (data capped at '
               f'{args.mem_cap:g} GiB), time of the median of {args.repeat} run(s) after a warm-up, '
               f'random weights and text embeddings:\n' + head + '\n' + sep
-              + '\n' + '\n'.join(rows) + note, logger)
+              + '\n' + '\n'.join(rows), logger)
 
 
 def sweep_child(args, case):
@@ -393,9 +386,7 @@ def sweep_child(args, case):
 
     import torch.nn.functional as F
 
-    from cascade_clip.models.segmentors.lean_inference import class_chunk, labels_and_top
-    from cascade_clip.models.utils import fast_path_checks
-    from cascade_clip.testing import reference_inference as R
+    from cascade_clip.models.segmentors.class_chunks import running_argmax
     logger = get_logger('cascade_clip', log_level='ERROR')
     cfg = Config.fromfile(args.config)
     torch.manual_seed(0)  # the same random weights in every case, so the labels compare
@@ -404,6 +395,8 @@ def sweep_child(args, case):
     g = torch.Generator().manual_seed(0)
     emb = F.normalize(torch.randn(K, model.decode_head.embed_dims, generator=g), dim=-1)
     model.set_vocabulary([f'class {i}' for i in range(K)], embeddings=emb)
+    if case['path'] == 'reference':  # all classes at full resolution at once
+        model.test_cfg['class_chunk'] = K
     img = torch.randn(1, 3, H, W, generator=g)
     meta = [dict(ori_shape=(H, W, 3), img_shape=(H, W, 3), pad_shape=(H, W, 3), flip=False,
                  scale_factor=1.0)]
@@ -419,15 +412,11 @@ def sweep_child(args, case):
     for _ in range(case.get('repeat', 1)):
         t0 = time.perf_counter()
         try:
-            with torch.no_grad():
-                network_s = None
-                if case['path'] == 'chunked':  # ``predict_labels``, its two parts timed apart
-                    source = model.score_source(img, meta, True)
-                    network_s = time.perf_counter() - t0
-                    labels = labels_and_top(source, class_chunk(model.test_cfg))[0]
-                    del source
-                else:
-                    labels = R.simple_test(model, img, meta)
+            with torch.no_grad():  # ``predict_labels``, its two parts timed apart
+                scores = model.class_scores(img, meta, True)
+                network_s = time.perf_counter() - t0
+                labels = running_argmax(scores, K, model.class_chunk)[0]
+                del scores
         except (MemoryError, RuntimeError) as e:
             if 'memory' not in str(e).lower() and 'alloc' not in str(e).lower():
                 raise
@@ -439,12 +428,9 @@ def sweep_child(args, case):
         raise RuntimeError(f'the labels differ between repeats of one case: {sorted(digests)}')
     seconds, network_s = sorted(runs, key=lambda r: r[0])[(len(runs) - 1) // 2]  # the median run
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-    checks = list(fast_path_checks().values())  # the head's resizes that were checked
     print(json.dumps(dict(seconds=seconds, network_s=network_s, peak_rss_gib=peak,
                           model_gib=model_gib, peak_above_model_gib=peak - model_gib,
-                          digest=digests.pop(), all_seconds=[r[0] for r in runs],
-                          fast_upsample=('yes' if checks and all(checks) else
-                                         'partly' if any(checks) else 'no'))))
+                          digest=digests.pop(), all_seconds=[r[0] for r in runs])))
 
 
 def _with(model, img):

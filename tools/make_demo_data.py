@@ -15,7 +15,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from mmcv.utils import get_logger, print_log  # noqa: E402
 
-from cascade_clip.testing import synthetic  # noqa: E402
+from tools.demo_data import synthetic  # noqa: E402
 
 VERSION = 5  # bump when the generator changes
 

@@ -21,10 +21,10 @@ from mmseg.models import build_segmentor  # noqa: E402
 from mmseg.utils import get_device, get_root_logger, setup_multi_processes  # noqa: E402
 
 import cascade_clip  # noqa: E402,F401
-from cascade_clip.apis import (check_model_matches_dataset, collect_results,  # noqa: E402
-                               exit_on_sigterm, init_distributed, load_weights,
+from cascade_clip.apis import (check_config, check_model_matches_dataset,  # noqa: E402
+                               check_overrides, exit_on_sigterm, init_distributed, load_weights,
                                resolve_precision, wrap_model)
-from cascade_clip.apis.config_checks import check_config  # noqa: E402
+from cascade_clip.core import collect_results  # noqa: E402
 from cascade_clip.utils.paths import check_names_inside  # noqa: E402
 
 
@@ -74,6 +74,7 @@ def main(argv=None):
         raise SystemExit(f'checkpoint not found: {args.checkpoint}')
 
     cfg = Config.fromfile(args.config)
+    check_overrides(cfg, args.cfg_options)
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)
     check_config(cfg, 'test')

@@ -30,12 +30,9 @@ from mmseg.models import build_segmentor  # noqa: E402
 from mmseg.utils import collect_env, get_root_logger, setup_multi_processes  # noqa: E402
 
 import cascade_clip  # noqa: E402,F401
-from cascade_clip.apis import (check_model_matches_dataset, exit_on_sigterm,  # noqa: E402
-                               init_distributed, resolve_precision, train_segmentor)
-from cascade_clip.apis.config_checks import check_config  # noqa: E402
-from cascade_clip.apis.checks import (RUN_META_KEY, check_training_values,  # noqa: E402
-                                      training_run_meta)
-from cascade_clip.apis.train import ACCUMULATING_HOOKS  # noqa: E402
+from cascade_clip.apis import (check_config, check_model_matches_dataset,  # noqa: E402
+                               check_overrides, exit_on_sigterm, init_distributed,
+                               resolve_precision, set_total_batch, train_segmentor)
 from cascade_clip.apis.work_dir import lock_work_dir  # noqa: E402
 from cascade_clip.utils.checkpoint import check_local_source  # noqa: E402
 
@@ -74,33 +71,13 @@ def parse_args(argv=None):
     return args
 
 
-def set_total_batch(cfg, total_batch: int, world_size: int) -> int:
-    """Accumulate K = total_batch / (world_size x samples_per_gpu) micro-batches per optimizer
-    step (``GradientCumulativeOptimizerHook``, keeping ``grad_clip``); returns K."""
-    per_gpu = cfg.data.get('train_dataloader', {}).get('samples_per_gpu', cfg.data.samples_per_gpu)
-    per_step = world_size * per_gpu
-    if total_batch < per_step or total_batch % per_step:
-        raise ValueError(f'--total-batch {total_batch} is not a multiple of {world_size} '
-                         f'process(es) x samples_per_gpu {per_gpu} = {per_step}: change '
-                         f'data.samples_per_gpu (--cfg-options data.samples_per_gpu=N)')
-    k = total_batch // per_step
-    hook = dict(cfg.get('optimizer_config') or {})
-    hook_type = hook.pop('type', 'OptimizerHook')
-    if hook_type not in ('OptimizerHook', *ACCUMULATING_HOOKS):
-        raise ValueError(f'--total-batch needs an OptimizerHook config, got {hook_type}')
-    hook.pop('cumulative_iters', None)
-    if hook_type == 'OptimizerHook':
-        hook_type = 'GradientCumulativeOptimizerHook'
-    cfg.optimizer_config = dict(hook, type=hook_type, cumulative_iters=k)
-    return k
-
-
 def main(argv=None):
     args = parse_args(argv)
     cfg = Config.fromfile(args.config)
+    check_overrides(cfg, args.cfg_options)  # an option nothing reads would change nothing
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)
-    check_config(cfg, 'train')  # unknown keys fail now, not at the first save
+    check_config(cfg, 'train')  # unknown keys and impossible values fail now, before any work
     if cfg.get('cudnn_benchmark', False):
         torch.backends.cudnn.benchmark = True
     if args.work_dir is not None:
@@ -128,7 +105,6 @@ def main(argv=None):
     if distributed:
         cfg.gpu_ids = range(world_size)
 
-    check_training_values(cfg)  # before the work dir, the datasets and the model
     # cfg.fp16 / fp16 hook types onto model.amp_dtype (shown in the dumped and logged config)
     resolve_precision(cfg, logger='silent')
     if args.total_batch is not None:
@@ -181,8 +157,7 @@ def main(argv=None):
             cascade_clip_version=cascade_clip.__version__,
             config=cfg.pretty_text,
             CLASSES=list(datasets[0].CLASSES),
-            PALETTE=[list(map(int, c)) for c in datasets[0].PALETTE] if datasets[0].PALETTE is not None else None,
-            **{RUN_META_KEY: training_run_meta(model, cfg, world_size)})  # checked on resume
+            PALETTE=[list(map(int, c)) for c in datasets[0].PALETTE] if datasets[0].PALETTE is not None else None)
     train_segmentor(model, datasets, cfg, distributed=distributed, validate=not args.no_validate,
                     timestamp=timestamp, meta=meta)
 

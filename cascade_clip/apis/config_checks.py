@@ -8,8 +8,9 @@ classes really accept (read from their signatures, following ``**kwargs`` into t
 classes, see :func:`~cascade_clip.utils.strict.accepted_arguments`), right after the config is
 read, before the work dir, the log or a dataset is touched.
 """
+import difflib
 import inspect
-from typing import Iterable, List, Optional, Set
+from typing import Any, Iterable, Iterator, List, Optional, Sequence, Set, Tuple
 
 from mmcv.runner import HOOKS, RUNNERS
 from mmcv.utils import Registry
@@ -191,7 +192,26 @@ def _check_data(problems: _Problems, cfg) -> None:
         problems.keys(where, [k for k in section if k not in LOADER_GIVEN], valid | extra)
 
 
-TRAIN_CHECKS = (_check_runner, _check_checkpoint_config, _check_evaluation, _check_log_config,
+def _check_training_values(problems: _Problems, cfg) -> None:
+    """Batch sizes and worker counts that cannot train (< 1, < 0), schedules shorter than one
+    iteration: torch would otherwise fail in its sampler, or the run end doing nothing."""
+    data = cfg.get('data') or {}
+    sections = [('data', data), ('data.train_dataloader', data.get('train_dataloader') or {})]
+    checks = [(f'{where}.{k}', section[k], low) for where, section in sections
+              for k, low in (('samples_per_gpu', 1), ('workers_per_gpu', 0)) if k in section]
+    runner = cfg.get('runner') or {}
+    checks += [(f'runner.{k}', runner[k], 1) for k in ('max_iters', 'max_epochs')
+               if runner.get(k) is not None]
+    if not runner and cfg.get('total_iters') is not None:
+        checks.append(('total_iters', cfg.total_iters, 1))
+    for key, value, low in checks:
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            problems.messages.append(
+                f'{key}={value!r} cannot train: it must be a whole number >= {low}'
+                + (' (0 loads in the main process)' if 'workers' in key else ''))
+
+
+TRAIN_CHECKS = (_check_training_values, _check_runner, _check_checkpoint_config, _check_evaluation, _check_log_config,
                 _check_optimizer_config, _check_lr_config, _check_test_cfg, _check_data)
 # tools/test.py builds no runner or hooks: only what it reads
 TEST_CHECKS = (_check_test_cfg, _check_data)
@@ -208,3 +228,78 @@ def check_config(cfg, mode: str = 'train') -> None:
     if problems.messages:
         name = getattr(cfg, 'filename', None) or '(not from a file)'
         raise ValueError(f'config {name}:\n  ' + '\n  '.join(problems.messages))
+
+
+# Top-level keys that the tools, MMSeg and MMCV read from a config. Any other top-level key is a
+# variable of the config files (img_norm_cfg, novel_class, ...): it is read once, while they are
+# loaded, to fill in the keys that use it, so overriding it afterwards would change nothing.
+READ_KEYS = {
+    'model', 'data', 'optimizer', 'optimizer_config', 'lr_config', 'momentum_config', 'runner',
+    'total_iters', 'checkpoint_config', 'evaluation', 'log_config', 'log_level', 'dist_params',
+    'load_from', 'resume_from', 'workflow', 'cudnn_benchmark', 'find_unused_parameters',
+    'custom_imports', 'custom_hooks', 'cross_dataset', 'fp16', 'work_dir', 'gpu_ids', 'seed',
+    'device', 'auto_resume', 'train_cfg', 'test_cfg', 'opencv_num_threads', 'mp_start_method'}
+
+
+def _leaves(value: Any, prefix: str) -> Iterator[Tuple[str, Any]]:
+    """(dotted key, value) of every dict entry under ``value`` (list items as .N)."""
+    items = value.items() if isinstance(value, dict) else (
+        enumerate(value) if isinstance(value, (list, tuple)) else ())
+    for k, v in items:
+        key = f'{prefix}.{k}'
+        yield key, v
+        yield from _leaves(v, key)
+
+
+def check_overrides(cfg, options: Optional[dict]) -> None:
+    """ValueError for a ``--cfg-options`` key that nothing reads, given the config as loaded
+    (before the options are merged): a variable of the config files (naming the keys it set,
+    which are what to override) or an unknown top-level key (with the closest known one)."""
+    problems = []
+    for option in options or {}:
+        top = option.split('.')[0]
+        if top in READ_KEYS:
+            continue
+        if top not in cfg:
+            known = sorted(READ_KEYS | set(cfg))
+            close = difflib.get_close_matches(top, known, n=1, cutoff=0.6)
+            problems.append(f'{option}: no such key' + (f" (did you mean '{close[0]}'?)" if close else
+                                                         f'; the config reads {", ".join(sorted(READ_KEYS & set(cfg)))}'))
+            continue
+        used = [(k, v) for section in sorted(READ_KEYS & set(cfg)) for k, v in _leaves(cfg[section], section)]
+        leaf = option.split('.')[-1]
+        same_name = [k for k, _ in used if k.split('.')[-1] == leaf]
+        same_value = [k for k, v in used if _same(v, _get(cfg, option))]
+        where = same_name or same_value
+        problems.append(
+            f'{option}: {top!r} is a variable of the config files, read only while they are '
+            f'loaded, so overriding it changes nothing; override '
+            + (f'the key(s) it set: {", ".join(where[:6])}' + (' ...' if len(where) > 6 else '')
+               if where else 'the keys of the model or data sections that use it'))
+    if problems:
+        name = getattr(cfg, 'filename', None) or '(not from a file)'
+        raise ValueError(f'--cfg-options for config {name}:\n  ' + '\n  '.join(problems))
+
+
+def _get(cfg, dotted: str) -> Any:
+    value = cfg
+    for part in dotted.split('.'):
+        if isinstance(value, dict) and part in value:
+            value = value[part]
+        elif isinstance(value, (list, tuple)) and part.isdigit() and int(part) < len(value):
+            value = value[int(part)]
+        else:
+            return _MISSING
+    return value
+
+
+_MISSING = object()
+
+
+def _same(a: Any, b: Any) -> bool:
+    if b is _MISSING or isinstance(a, (dict, bool)) or a is None or a in ([], ()):
+        return False
+    try:
+        return bool(a == b) and type(a) is type(b)
+    except Exception:  # noqa: B902 - values that do not compare
+        return False

@@ -1,7 +1,6 @@
 """``train_segmentor``: MMSeg's training flow, runnable on the CPU with several processes."""
 import copy
 import warnings
-from typing import Tuple
 
 import torch
 from mmcv.runner import HOOKS, build_runner, get_dist_info
@@ -10,11 +9,10 @@ from mmseg.core import EvalHook, build_optimizer
 from mmseg.datasets import build_dataloader, build_dataset
 from mmseg.utils import build_dp, get_device, get_root_logger
 
-from ..core import GatherDistEvalHook, NonFiniteLossHook
+from ..core import RUN_META_KEY, GatherDistEvalHook, NonFiniteLossHook, find_resume_checkpoint
 from .checkpoint import load_weights
-from .checks import check_resume, check_training_values, find_resume_checkpoint
 from .dist import MMDDP
-from .precision import FP16_HOOKS, FP16_NAMES
+from .optimizer_hook import optimizer_hook_config
 
 
 def wrap_model(model, device: str, distributed: bool, find_unused_parameters: bool = False):
@@ -70,61 +68,15 @@ def check_one_batch(dataset, loader, samples_per_gpu: int, distributed: bool,
         f'there is nothing to train on: {fix}')
 
 
-ACCUMULATING_HOOKS = ('GradientCumulativeOptimizerHook', 'GradientCumulativeFp16OptimizerHook')
-# arguments of MMCV's Fp16OptimizerHook that have no use with DistributedDataParallel
-_MMCV_FP16_ONLY = ('coalesce', 'bucket_size_mb', 'distributed')
-
-
-def optimizer_hook_config(optimizer_config, amp_dtype) -> Tuple[dict, int]:
-    """The optimizer hook and the micro-batches K per runner iteration for
-    ``optimizer_config`` and the model's ``amp_dtype``.
-
-    ``OptimizerHook`` (or no type) and ``GradientCumulativeOptimizerHook`` with
-    ``cumulative_iters=K`` become one optimizer step per runner iteration: the runner splits
-    each loaded batch into K micro-batches (``AtomicIterBasedRunner``), the hook steps on the
-    accumulated gradients (``GradientCumulativeOptimizerHook(cumulative_iters=1)``; plain
-    ``OptimizerHook`` for K = 1). With ``amp_dtype='fp16'`` the hook is
-    ``LossScaleOptimizerHook`` (``loss_scale`` kept, 'dynamic' by default). Other hook types
-    are used as given (K = 1). The fp16 hook types must have been translated by
-    ``resolve_precision``.
-    """
-    optimizer_config = copy.deepcopy(dict(optimizer_config or {}))
-    hook_type = optimizer_config.pop('type', 'OptimizerHook')
-    if hook_type in FP16_HOOKS:
-        raise ValueError(f'optimizer_config.type={hook_type!r}: the precision is model.amp_dtype '
-                         f'(resolve_precision translates this type onto it); use '
-                         f'{FP16_HOOKS[hook_type]!r} with model.amp_dtype=\'fp16\'')
-    if hook_type not in ('OptimizerHook', *ACCUMULATING_HOOKS):
-        return dict(optimizer_config, type=hook_type), 1
-    micro_batches = int(optimizer_config.pop('cumulative_iters', 1))
-    if micro_batches < 1:
-        raise ValueError(f'optimizer_config.cumulative_iters must be >= 1, got {micro_batches}')
-    if amp_dtype in FP16_NAMES:
-        for key in _MMCV_FP16_ONLY:
-            optimizer_config.pop(key, None)
-        return dict(optimizer_config, type='LossScaleOptimizerHook'), micro_batches
-    if 'loss_scale' in optimizer_config:
-        raise ValueError(f'optimizer_config.loss_scale={optimizer_config["loss_scale"]!r} without '
-                         f'fp16: loss scaling is for model.amp_dtype=\'fp16\' (model.amp_dtype='
-                         f'{amp_dtype!r})')
-    if micro_batches > 1:
-        return dict(optimizer_config, type='GradientCumulativeOptimizerHook', cumulative_iters=1), micro_batches
-    return dict(optimizer_config, type='OptimizerHook'), 1
-
-
 def train_segmentor(model, dataset, cfg, distributed=False, validate=False, timestamp=None, meta=None):
-    """Train ``model`` as ``mmseg.apis.train_segmentor`` does (same config keys)."""
-    check_training_values(cfg)
+    """Train ``model`` as ``mmseg.apis.train_segmentor`` does (same config keys; checked by
+    ``check_config``)."""
     logger = get_root_logger(cfg.log_level)
     dataset = dataset if isinstance(dataset, (list, tuple)) else [dataset]
     device = cfg.get('device', get_device())
-    if cfg.get('fp16', None) is not None:
-        raise ValueError('cfg.fp16 is MMSeg\'s fp16 switch; here the precision is model.amp_dtype: '
-                         'set model.amp_dtype=\'fp16\' (loss scaling follows), or translate the '
-                         'config with cascade_clip.apis.resolve_precision before building the model')
-    module = getattr(model, 'module', model)
-    optimizer_config, micro_batches = optimizer_hook_config(cfg.optimizer_config,
-                                                            getattr(module, 'amp_dtype', None))
+    optimizer_config, micro_batches = optimizer_hook_config(
+        cfg.optimizer_config, getattr(getattr(model, 'module', model), 'amp_dtype', None),
+        cfg.get('fp16', None))
     loader_cfg = dict(num_gpus=len(cfg.gpu_ids), dist=distributed, seed=cfg.seed, drop_last=True)
     loader_cfg.update({
         k: v for k, v in cfg.data.items()
@@ -142,6 +94,10 @@ def train_segmentor(model, dataset, cfg, distributed=False, validate=False, time
     for ds, loader in zip(dataset, data_loaders):
         check_one_batch(ds, loader, samples_per_gpu, distributed, micro_batches)
 
+    # what a resume must find unchanged (the runner checks it and every checkpoint keeps it)
+    meta = dict(meta or {}, **{RUN_META_KEY: dict(
+        seen=[int(i) for i in model.vocabulary.seen], samples_per_gpu=int(samples_per_gpu),
+        micro_batches=micro_batches, world_size=get_dist_info()[1] if distributed else 1)})
     model = wrap_model(model, device, distributed, cfg.get('find_unused_parameters', False))
     optimizer = build_optimizer(model, cfg.optimizer)
     if cfg.get('runner') is None:
@@ -196,9 +152,9 @@ def train_segmentor(model, dataset, cfg, distributed=False, validate=False, time
         if resume_from is not None:
             cfg.resume_from = resume_from
     if cfg.resume_from:
-        check_resume(cfg.resume_from, model, cfg, get_dist_info()[1] if distributed else 1,
-                     cfg.get('resume_any_batch', False), logger)
-        runner.resume(cfg.resume_from, map_location='cpu' if device == 'cpu' else 'default')
+        runner.resume(cfg.resume_from, map_location='cpu' if device == 'cpu' else
+                      f'cuda:{torch.cuda.current_device()}',
+                      any_batch_layout=cfg.get('resume_any_batch', False))
     elif cfg.load_from:
         load_weights(model, cfg.load_from, config=cfg.filename, strict=not cfg.get('load_partial', False),
                      logger=logger)

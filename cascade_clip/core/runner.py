@@ -1,55 +1,60 @@
-"""Runner whose checkpoints are written atomically and resume exactly."""
+"""The training loop: exact loss averaging over micro-batches and processes, atomic
+checkpoints, exact resumes."""
 import contextlib
-import errno
+import logging
 import os
 import os.path as osp
-import platform
 import re
-import shutil
-from typing import Any, Dict, List, Optional, Tuple
+import zipfile
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import mmcv
 import torch
+import torch.distributed as dist
 from mmcv.parallel import is_module_wrapper, scatter_kwargs
-from mmcv.runner import (RUNNERS, GradientCumulativeOptimizerHook, IterBasedRunner,
-                         OptimizerHook)
+from mmcv.runner import RUNNERS, GradientCumulativeOptimizerHook, IterBasedRunner, OptimizerHook
 from mmcv.runner.checkpoint import save_checkpoint
 from mmcv.utils import print_log
 from torch.optim import Optimizer
 
-from .hooks import TrainStateHook
+from ..models.losses import LossSum
+from ..utils.checkpoint import load_state_dict_checked, safe_load, state_dict_of
+from ..utils.files import TEMPORARY_NAME, atomic_output
+from ..utils.strict import strict_kwargs
+from ..utils.vocabulary_names import same_names
 from .random_state import get_random_states, set_random_states
 from .resumable_loader import ResumableLoader
 
-from ..utils.strict import strict_kwargs
-
-# version of meta['train_state'] (random states and data-loader positions of every rank)
-TRAIN_STATE_FORMAT = 1
-_TMP_NAME = re.compile(r'^.+\.pth\.tmp-(\d+)$')
+TRAIN_STATE_FORMAT = 1  # version of meta['train_state']
+RUN_META_KEY = 'training_run'  # meta key of what a resume must find unchanged
+_CHECKPOINT_NAME = re.compile(r'^(?:iter|epoch)_(\d+)\.pth$')
 
 
 def atomic_save_checkpoint(model, filepath: str, optimizer=None, meta=None) -> None:
-    """mmcv's save_checkpoint into a temporary file in the same folder, then an atomic rename:
-    an interrupted save never leaves a truncated checkpoint under the final name."""
-    tmp = f'{filepath}.tmp-{os.getpid()}'
-    try:
+    """MMCV's ``save_checkpoint``, written whole or not at all (``atomic_output``)."""
+    with atomic_output(filepath) as tmp:
         save_checkpoint(model, tmp, optimizer=optimizer, meta=meta)
-        os.replace(tmp, filepath)
-    except (OSError, RuntimeError) as e:
-        # torch reports a full disk as a RuntimeError of its zip writer; name the file and
-        # the space left (the temporary file is removed below, the last checkpoint kept)
-        if isinstance(e, OSError) and e.errno != errno.ENOSPC or \
-                not isinstance(e, OSError) and 'No space left' not in str(e):
-            raise
-        if osp.exists(tmp):
-            os.remove(tmp)
-        free = shutil.disk_usage(osp.dirname(osp.abspath(filepath))).free
-        raise OSError(errno.ENOSPC, f'no space left on the device to write the checkpoint '
-                      f'{filepath} ({free / 2**20:.1f} MiB free there); free some space or '
-                      f'choose another --work-dir, then resume from the last checkpoint') from e
-    finally:
-        if osp.exists(tmp):
-            os.remove(tmp)
+
+
+def remove_stale_temporary_checkpoints(folder: str, logger='mmseg') -> List[str]:
+    """Delete the temporary ``.pth`` files of interrupted saves in ``folder`` whose process no
+    longer runs on this machine (those of a live process are kept and logged)."""
+    removed = []
+    for name in sorted(os.listdir(folder)) if osp.isdir(folder) else []:
+        match = re.match(TEMPORARY_NAME, name)
+        path = osp.join(folder, name)
+        if match is None or match.group('ext') != '.pth' or not osp.isfile(path):
+            continue
+        pid = int(match.group('pid'))
+        if pid != os.getpid() and _pid_alive(pid):
+            print_log(f'kept {path}: process {pid} still runs (a save may be in progress)',
+                      logger, level=logging.WARNING)
+            continue
+        os.remove(path)
+        removed.append(path)
+    if removed:
+        print_log(f'removed temporary file(s) of interrupted saves: {", ".join(removed)}', logger)
+    return removed
 
 
 def _pid_alive(pid: int) -> bool:
@@ -62,215 +67,225 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def remove_stale_temporary_checkpoints(folder: str, logger='mmseg') -> List[str]:
-    """Delete the ``*.pth.tmp-<pid>`` files that an interrupted ``atomic_save_checkpoint`` left
-    in ``folder`` (not recursive) when process ``pid`` no longer runs on this machine.
+def find_resume_checkpoint(work_dir: str, logger=None) -> Optional[str]:
+    """What ``--auto-resume`` continues: ``work_dir/latest.pth`` when it points to a file, else
+    the newest complete ``iter_N.pth`` (logged); None when there is none."""
+    latest = osp.join(work_dir, 'latest.pth')
+    if osp.isfile(latest):
+        return latest
+    found = [(int(m.group(1)), osp.join(work_dir, name))
+             for name in (os.listdir(work_dir) if osp.isdir(work_dir) else [])
+             for m in [_CHECKPOINT_NAME.match(name)] if m]
+    found = [(n, p) for n, p in found if osp.isfile(p) and zipfile.is_zipfile(p)]
+    target = os.readlink(latest) if osp.islink(latest) else None
+    if not found:
+        if target is not None:
+            print_log(f'{latest} points to {target}, which does not exist, and {work_dir} holds no '
+                      f'iter_N.pth: starting from the beginning', logger, level=logging.WARNING)
+        return None
+    path = max(found)[1]
+    if osp.lexists(latest):
+        print_log(f'{latest} points to {target}, which does not exist: resuming from the newest '
+                  f'complete checkpoint, {path}', logger, level=logging.WARNING)
+    return path
 
-    Files of a live process are kept (a save may be in progress); both are logged to ``logger``
-    (a logger or a logger's name). Returns the removed paths.
-    """
-    removed = []
-    if not osp.isdir(folder):
-        return removed
-    for name in sorted(os.listdir(folder)):
-        match = _TMP_NAME.match(name)
-        path = osp.join(folder, name)
-        if match is None or not osp.isfile(path):
-            continue
-        pid = int(match.group(1))
-        if pid != os.getpid() and _pid_alive(pid):
-            print_log(f'kept {path}: process {pid} still runs (a checkpoint save may be in '
-                      f'progress)', logger, level=30)
-            continue
-        os.remove(path)
-        removed.append(path)
-    if removed:
-        print_log(f'removed {len(removed)} temporary checkpoint file(s) left by interrupted '
-                  f'saves: {", ".join(removed)}', logger)
-    return removed
+
+def micro_batch_bounds(size: int, parts: int) -> List[Tuple[int, int]]:
+    """(start, end) of ``parts`` consecutive slices of a batch of ``size``."""
+    step = -(-size // parts)
+    return [(s, min(s + step, size)) for s in range(0, size, step)]
 
 
 @RUNNERS.register_module()
 @strict_kwargs
 class AtomicIterBasedRunner(IterBasedRunner):
-    """IterBasedRunner with gradient accumulation over micro-batches, atomic checkpoints and
-    exact resumes.
+    """MMCV's IterBasedRunner that averages the loss exactly, writes checkpoints atomically and
+    resumes exactly.
 
-    **Micro-batches** (``micro_batches=K``): each iteration's loaded batch is split into K
-    parts of equal size. The first K - 1 run forward and backward under DDP's ``no_sync()``
-    (their gradients stay local and add up), the last one runs synchronised: its backward pass,
-    done by the optimizer hook, all-reduces the accumulated gradients. One iteration is one
-    optimizer step, so ``max_iters`` and the schedule count optimizer steps. Every part's loss
-    is normalised by the mask count of the whole loaded batch averaged over the ranks
-    (``model.count_train_masks``), which makes the gradient exactly the K-times larger batch's.
-    The optimizer hook must keep the gradients it finds (``GradientCumulativeOptimizerHook``
-    with ``cumulative_iters=1`` or ``LossScaleOptimizerHook``, whose loss scale the first
-    K - 1 backward passes use too); ``train_segmentor`` sets this up from
-    ``optimizer_config=dict(type='GradientCumulativeOptimizerHook', cumulative_iters=K)``.
+    **Loss averaging.** The model's ``train_step`` returns its loss terms as sums with their
+    counts (``loss_sums``, :class:`LossSum`). Each loaded batch runs as ``micro_batches``
+    slices: the first K - 1 forward and backward their sums under DDP's ``no_sync()``; after
+    the last forward, the counts are summed over the slices and all-reduced over the processes,
+    the accumulated gradients are divided by them, and the optimizer hook back-propagates the
+    last slice's averaged loss (synchronised) and steps. Each term is averaged by its own
+    unit's count, as published: the count over all processes divided by their number (at least
+    1), DDP then averaging the gradients. The gradient of a step is therefore that of the whole
+    batch, for any term that is a sum over a count, with no extra forward pass. One iteration
+    is one optimizer step; the hook must keep the gradients it finds
+    (``GradientCumulativeOptimizerHook(cumulative_iters=1)`` or ``LossScaleOptimizerHook``).
 
-    **Checkpoints**: ``iter_N.pth`` holds the state after N iterations and
-    ``meta['iter'] == N``, so ``--resume-from iter_N.pth`` continues with iteration N + 1.
-    ``meta['train_state']`` holds, for every rank, the random states (python, numpy, torch
-    CPU/CUDA) and the position of each data loader (see ``ResumableLoader``), recorded by
-    ``TrainStateHook`` (priority VERY_HIGH) after each iteration's forward pass. Only tensors,
-    python scalars and containers of them are stored: the meta loads with
-    ``torch.load(weights_only=True)``.
+    **Checkpoints.** ``iter_N.pth`` holds the state after N iterations (``meta['iter'] == N``)
+    and, in ``meta['train_state']``, every process's random states and data-loader positions,
+    recorded after each iteration's backward passes: tensors and plain values only, so the
+    meta loads with ``weights_only=True``.
 
-    **Resume** (``resume``): weights, optimizer, iteration, the hook messages and loss-scaler
-    state of the meta, and the train state, which ``run`` applies: each rank replays its
-    loaders to the saved position and restores its random states, so that the resumed run
-    computes the same values as an uninterrupted one (bit for bit on the CPU with the same
-    number of processes and threads). After an iteration that saved a checkpoint, the random
-    states are set back to those the checkpoint holds (hooks after the save, such as the
-    evaluation, draw random numbers): the uninterrupted run continues from exactly what a
-    resumed run restores.
+    **Resume.** The checkpoint is read once, checked against the run (classes, seen classes,
+    batch layout ``meta['training_run']``, every weight strictly), and restored: weights,
+    optimizer, iteration, the hooks' messages and the loss scaler, then (in ``run``) each
+    process's loader positions and random states, so that the resumed run computes what an
+    uninterrupted one would. After an iteration that saved a checkpoint the random states are
+    set back to those it holds (hooks after the save draw random numbers).
 
     Args (besides IterBasedRunner's):
-        micro_batches: K, the parts of each loaded batch (1: plain steps).
+        micro_batches: K, the slices of each loaded batch.
     """
 
-    # parts of a checkpoint's meta that resuming restores: the hooks' messages (last
-    # checkpoint, best score) and the loss scaler's state (Fp16OptimizerHook's key)
+    # meta keys a resume restores: the hooks' messages and the loss scaler (MMCV's 'fp16')
     RESUMED_META_KEYS = ('hook_msgs', 'fp16')
 
     def __init__(self, *args, micro_batches: int = 1, **kwargs):
         super().__init__(*args, **kwargs)
-        if int(micro_batches) != micro_batches or micro_batches < 1:
+        if isinstance(micro_batches, bool) or int(micro_batches) != micro_batches or micro_batches < 1:
             raise ValueError(f'micro_batches must be a whole number >= 1, got {micro_batches!r}')
         self.micro_batches = int(micro_batches)
         self._loaders: List[ResumableLoader] = []
-        self._train_state = TrainStateHook()
-        self.register_hook(self._train_state, priority='VERY_HIGH')
-        self._saved_iter: Optional[int] = None   # completed iterations of the last save
+        self._states: Optional[Tuple[int, List[Dict[str, Any]]]] = None  # (iter, every rank's)
+        self._saved_iter: Optional[int] = None  # completed iterations of the last save
         self._resume_state: Optional[Dict[str, Any]] = None
 
-    # ------------------------------------------------------------------ train state
-    def local_train_state(self) -> Dict[str, Any]:
-        """This rank's random states and data-loader positions."""
-        return {'random': get_random_states(), 'loaders': [ld.state_dict() for ld in self._loaders]}
-
-    def _train_state_for_checkpoint(self) -> Dict[str, Any]:
-        ranks = self._train_state.ranks if self._train_state.iter == self.iter else []
-        if not ranks:
-            # a save outside an iteration (e.g. by hand before training): this rank's state
-            print_log('checkpoint saved outside a training iteration: only this process\'s '
-                      'random state is stored', self.logger, level=30)
-            ranks = [self.local_train_state()]
-        return {'format': TRAIN_STATE_FORMAT, 'world_size': len(ranks), 'ranks': ranks}
-
-    # ------------------------------------------------------------------ saving
-    def save_checkpoint(self, out_dir, filename_tmpl='iter_{}.pth', meta=None, save_optimizer=True,
-                        create_symlink=True):
-        if meta is None:
-            meta = {}
-        elif not isinstance(meta, dict):
-            raise TypeError(f'meta should be a dict or None, but got {type(meta)}')
-        meta = dict(meta)  # the CheckpointHook passes the same dict at every save
-        if self.meta is not None:
-            meta.update(self.meta)
-        # Checkpoints are saved by CheckpointHook.after_train_iter, after the optimizer step of
-        # iteration self.iter + 1 but before the runner increments its counter. MMCV records
-        # self.iter, so resuming would repeat that iteration; record the completed count.
-        meta.update(epoch=self.epoch + 1, iter=self.iter + 1)
-        meta['train_state'] = self._train_state_for_checkpoint()
-        filename = filename_tmpl.format(self.iter + 1)
-        filepath = osp.join(out_dir, filename)
-        optimizer = self.optimizer if save_optimizer else None
-        atomic_save_checkpoint(self.model, filepath, optimizer=optimizer, meta=meta)
-        self._saved_iter = self.iter + 1
-        if create_symlink:
-            dst = osp.join(out_dir, 'latest.pth')
-            if platform.system() != 'Windows':
-                mmcv.symlink(filename, dst)
-            else:
-                shutil.copy(filepath, dst)
-
-    # ------------------------------------------------------------------ training
+    # ------------------------------------------------------------------ one iteration
     def train(self, data_loader, **kwargs):
-        """One iteration (MMCV's ``IterBasedRunner.train``), the batch in micro-batches."""
+        """One iteration: every micro-batch's forward and backward, then the hooks (the
+        optimizer hook steps)."""
         self.model.train()
         self.mode = 'train'
         self.data_loader = data_loader
         self._epoch = data_loader.epoch
-        data_batch = next(data_loader)
-        self.data_batch = data_batch
+        self.data_batch = next(data_loader)
         self.call_hook('before_train_iter')
-        if self.micro_batches > 1:
-            outputs = self._accumulated_train_step(data_batch, **kwargs)
-        else:
-            outputs = self.model.train_step(data_batch, self.optimizer, **kwargs)
-        if not isinstance(outputs, dict):
-            raise TypeError('model.train_step() must return a dict')
-        if 'log_vars' in outputs:
-            self.log_buffer.update(outputs['log_vars'], outputs['num_samples'])
-        self.outputs = outputs
+        self.outputs = self._train_step(self.data_batch)
+        self.log_buffer.update(self.outputs['log_vars'], self.outputs['num_samples'])
+        self._record_train_states()
         self.call_hook('after_train_iter')
         del self.data_batch
         self._inner_iter += 1
         self._iter += 1
-        if self._saved_iter == self.iter and self._train_state.iter == self.iter - 1:
-            # continue from the random states the checkpoint holds (see the class docstring)
-            set_random_states(self._train_state.local['random'])
+        if self._saved_iter == self.iter:
+            # continue from the random states the checkpoint holds
+            set_random_states(self._states[1][self.rank]['random'])
 
-    def _on_device(self, data_batch: dict) -> dict:
-        """The loaded batch unwrapped from its DataContainers, on the model's device (what the
-        model wrapper's scatter gives the model; a second scatter of it changes nothing)."""
-        device_ids = list(getattr(self.model, 'device_ids', None) or [])
-        _, kwargs = scatter_kwargs((), data_batch, device_ids[:1] or [-1])
-        return kwargs[0]
-
-    def _accumulated_train_step(self, data_batch: dict, **kwargs) -> dict:
+    def _train_step(self, data_batch: dict) -> dict:
+        """Outputs whose ``loss`` is the last micro-batch's averaged loss, the gradients of the
+        others already accumulated and scaled."""
         model = self.model
-        module = model.module if is_module_wrapper(model) else model
-        batch = self._on_device(data_batch)
-        parts = micro_batch_bounds(len(batch['img_metas']), self.micro_batches)
-        count = module.count_train_masks(batch, parts)
+        if self.micro_batches == 1:
+            parts = [data_batch]
+        else:  # unwrapped from the DataContainers (as the wrapper's scatter does), then sliced
+            device_ids = list(getattr(model, 'device_ids', None) or [])
+            batch = scatter_kwargs((), data_batch, device_ids[:1] or [-1])[1][0]
+            parts = [{k: v[s:e] if isinstance(v, (torch.Tensor, list)) else v for k, v in batch.items()}
+                     for s, e in micro_batch_bounds(len(batch['img_metas']), self.micro_batches)]
+        params = [p for p in model.parameters() if p.requires_grad]
         scaler = getattr(self._optimizer_hook(), 'loss_scaler', None)
-        log_vars: Dict[str, float] = {}
-        total = parts[-1][1]
-        for i, (s, e) in enumerate(parts):
-            part = {k: v[s:e] if isinstance(v, (torch.Tensor, list)) else v for k, v in batch.items()}
+        buffers: Dict[str, List[Optional[torch.Tensor]]] = {}  # unit -> accumulated gradients
+        counts: Dict[str, float] = {}
+        sums: Dict[str, Tuple[str, float]] = {}  # term -> (unit, sum over the micro-batches)
+        metrics: Dict[str, float] = {}
+        total = 0
+        for i, part in enumerate(parts):
             last = i == len(parts) - 1
-            local = model.no_sync() if (not last and hasattr(model, 'no_sync')) else contextlib.nullcontext()
-            with local:
-                outputs = model.train_step(part, self.optimizer, num_masks=count.num_masks,
-                                           random_state=count.random_state(i), **kwargs)
-                if not last:  # the last one is back-propagated (synchronised) by the hook
-                    loss = outputs['loss']
-                    (scaler.scale(loss) if scaler is not None else loss).backward()
-            for k, v in outputs['log_vars'].items():
-                # losses add up to the loaded batch's; other values: mean weighted by images
-                log_vars[k] = log_vars.get(k, 0.0) + (1.0 if 'loss' in k else (e - s) / total) * v
-        return dict(loss=outputs['loss'], log_vars=log_vars, num_samples=total)
+            with model.no_sync() if not last and hasattr(model, 'no_sync') else contextlib.nullcontext():
+                out = model.train_step(part, self.optimizer)
+                terms: Dict[str, LossSum] = out['loss_sums']
+                units = _unit_counts(terms)
+                for unit, n in units.items():
+                    counts[unit] = counts.get(unit, 0) + n
+                if not last:  # the gradient of each unit's sum, kept apart
+                    for j, unit in enumerate(units):
+                        loss = sum(t.value for t in terms.values() if t.unit == unit)
+                        (scaler.scale(loss) if scaler is not None else loss).backward(
+                            retain_graph=j < len(units) - 1)
+                        acc = buffers.setdefault(unit, [None] * len(params))
+                        for k, p in enumerate(params):
+                            if p.grad is not None:
+                                acc[k] = p.grad if acc[k] is None else acc[k].add_(p.grad)
+                                p.grad = None
+            n_images = out['num_samples']
+            total += n_images
+            for name, term in terms.items():
+                sums[name] = (term.unit, sums.get(name, (None, 0.0))[1] + float(term.value.detach()))
+            for name, value in out['log_vars'].items():
+                if name not in terms and name != 'loss':
+                    metrics[name] = metrics.get(name, 0.0) + float(value) * n_images
+        scale, log_vars = self._average(counts, sums, {k: v / total for k, v in metrics.items()})
+        for unit, acc in buffers.items():  # the earlier micro-batches' gradients, averaged
+            for p, g in zip(params, acc):
+                if g is not None:
+                    g.mul_(scale[unit])
+                    p.grad = g if p.grad is None else p.grad.add_(g)
+        loss = sum(t.value * scale[t.unit] for t in terms.values())
+        return dict(loss=loss, log_vars=log_vars, num_samples=total)
+
+    def _average(self, counts: Dict[str, float], sums: Dict[str, Tuple[str, float]],
+                 metrics: Dict[str, float]) -> Tuple[Dict[str, float], Dict[str, float]]:
+        """Each unit's factor, 1 / (its count over the processes / their number, at least 1),
+        and the logged values: each term's sum times its factor and the other values, averaged
+        over the processes (one all-reduce)."""
+        units, names, others = sorted(counts), sorted(sums), sorted(metrics)
+        values = torch.tensor([counts[u] for u in units] + [sums[n][1] for n in names]
+                              + [metrics[m] for m in others], dtype=torch.float64)
+        world = 1
+        if dist.is_available() and dist.is_initialized():
+            world = dist.get_world_size()
+            values = values.to('cuda' if dist.get_backend() == 'nccl' else 'cpu')
+            dist.all_reduce(values)
+        values = values.cpu().tolist()
+        scale = {u: 1.0 / max(values[i] / world, 1.0) for i, u in enumerate(units)}
+        log_vars = {n: values[len(units) + i] * scale[sums[n][0]] / world for i, n in enumerate(names)}
+        log_vars['loss'] = sum(log_vars.values())
+        log_vars.update({m: values[len(units) + len(names) + i] / world for i, m in enumerate(others)})
+        return scale, log_vars
 
     def _optimizer_hook(self) -> Optional[OptimizerHook]:
         hooks = [h for h in self.hooks if isinstance(h, OptimizerHook)]
         return hooks[0] if hooks else None
 
-    def _check_optimizer_hook(self) -> None:
-        if self.micro_batches == 1:
-            return
-        hook = self._optimizer_hook()
-        if not isinstance(hook, GradientCumulativeOptimizerHook) or hook.cumulative_iters != 1:
-            name = type(hook).__name__ if hook is not None else 'no optimizer hook'
-            raise ValueError(
-                f'micro_batches={self.micro_batches} needs an optimizer hook that steps once per '
-                f'iteration on the gradients the micro-batches accumulated '
-                f'(GradientCumulativeOptimizerHook or LossScaleOptimizerHook with '
-                f'cumulative_iters=1), got {name}; configure '
-                f'optimizer_config=dict(type=\'GradientCumulativeOptimizerHook\', '
-                f'cumulative_iters={self.micro_batches}) and train with train_segmentor')
+    # ------------------------------------------------------------------ train state
+    def _record_train_states(self) -> None:
+        """Every process's random states and loader positions after this iteration's backward
+        passes (what a checkpoint of this iteration stores), gathered on every process."""
+        state = {'random': get_random_states(), 'loaders': [ld.state_dict() for ld in self._loaders]}
+        states = [state]
+        if self.world_size > 1:
+            states = [None] * self.world_size
+            dist.all_gather_object(states, state)
+        self._states = (self.iter, states)
+
+    def save_checkpoint(self, out_dir, filename_tmpl='iter_{}.pth', meta=None, save_optimizer=True,
+                        create_symlink=True):
+        meta = dict(meta or {})  # the CheckpointHook passes the same dict at every save
+        meta.update(self.meta or {})
+        # MMCV records self.iter, one less than the completed iterations at the save: a resume
+        # would repeat the last one
+        meta.update(epoch=self.epoch + 1, iter=self.iter + 1)
+        if self._states is None or self._states[0] != self.iter:
+            print_log('checkpoint saved outside a training iteration: only this process\'s '
+                      'random state is stored', self.logger, level=logging.WARNING)
+            states = [{'random': get_random_states(), 'loaders': []}]
+        else:
+            states = self._states[1]
+        meta['train_state'] = {'format': TRAIN_STATE_FORMAT, 'world_size': len(states),
+                               'ranks': states}
+        filename = filename_tmpl.format(self.iter + 1)
+        atomic_save_checkpoint(self.model, osp.join(out_dir, filename),
+                               optimizer=self.optimizer if save_optimizer else None, meta=meta)
+        self._saved_iter = self.iter + 1
+        if create_symlink:
+            mmcv.symlink(filename, osp.join(out_dir, 'latest.pth'))
 
     # ------------------------------------------------------------------ resuming
-    def resume(self, checkpoint, resume_optimizer=True, map_location='default'):
-        """Restore everything a checkpoint of this runner holds: weights (strictly),
-        optimizer, epoch and iteration, the meta keys of ``RESUMED_META_KEYS``, and the train
-        state, which ``run`` applies to the data loaders and random states."""
-        if map_location == 'default':
-            map_location = (f'cuda:{torch.cuda.current_device()}' if torch.cuda.is_available()
-                            else 'cpu')
-        ckpt = self.load_checkpoint(checkpoint, map_location=map_location, strict=True)
-        meta = ckpt.get('meta') or {}
+    def resume(self, checkpoint: str, resume_optimizer: bool = True, map_location='cpu',
+               any_batch_layout: bool = False) -> None:
+        """Continue the run of ``checkpoint`` (read once): refused, naming what differs, when
+        its classes, seen classes or weights are not this run's, or its batch layout
+        (``meta['training_run']``) unless ``any_batch_layout`` (then a warning)."""
+        ckpt = safe_load(checkpoint, map_location=map_location)
+        meta = (ckpt.get('meta') or {}) if isinstance(ckpt, dict) else {}
+        model = self.model.module if is_module_wrapper(self.model) else self.model
+        self._check_run(checkpoint, meta, model, any_batch_layout)
+        load_state_dict_checked(model, state_dict_of(ckpt, checkpoint), checkpoint, hint=(
+            'Resume with the config the checkpoint was trained with (e.g. the same '
+            'backbone.num_tokens)'), model_name='the model of this run (cannot resume)')
         for key in ('epoch', 'iter'):
             if key not in meta:
                 raise KeyError(f'{checkpoint}: meta has no {key!r} (not a checkpoint of a '
@@ -291,12 +306,55 @@ class AtomicIterBasedRunner(IterBasedRunner):
         self._resume_state = self._rank_train_state(checkpoint, meta.get('train_state'))
         self.logger.info(f'resumed from epoch: {self.epoch}, iter {self.iter}')
 
+    def _check_run(self, path: str, meta: dict, model, any_batch_layout: bool) -> None:
+        vocab = getattr(model, 'vocabulary', None)
+        if vocab is None:  # a model without classes
+            return
+        trained = meta.get('CLASSES')
+        if trained is not None and not same_names(trained, vocab.names):
+            only_ckpt = [n for n in trained if not any(same_names([n], [m]) for m in vocab.names)]
+            only_run = [n for n in vocab.names if not any(same_names([n], [m]) for m in trained)]
+            raise ValueError(
+                f'cannot resume from {path}: it was trained on {len(trained)} classes, this run '
+                f'has {len(vocab.names)}; only in the checkpoint: {_few(only_ckpt)}, only in '
+                f'this run: {_few(only_run)}'
+                + ('' if only_ckpt or only_run else ' (the same names in another order)')
+                + '. Resume with the config the checkpoint was trained with, or start a new run '
+                '(--load-from to start from its weights)')
+        run, now = meta.get(RUN_META_KEY), (self.meta or {}).get(RUN_META_KEY)
+        if run is None or now is None:
+            print_log(f'{path} does not record its seen classes and batch layout '
+                      f'(meta["{RUN_META_KEY}"], written by tools/train.py): only its classes '
+                      f'and weights were checked', self.logger, level=logging.WARNING)
+            return
+        if list(run.get('seen', ())) != list(vocab.seen):
+            names = vocab.names
+            raise ValueError(
+                f'cannot resume from {path}: it was trained with seen classes {list(run["seen"])}, '
+                f'this run has {list(vocab.seen)}; unseen in the checkpoint '
+                f'{[names[i] for i in range(len(names)) if i not in run["seen"]]}, in this run '
+                f'{[names[i] for i in vocab.unseen]}. The split must stay the same through a run')
+        differ = [f'{k} {run.get(k)} -> {v}' for k, v in now.items() if k != 'seen' and run.get(k) != v]
+        if not differ:
+            return
+        what = ', '.join(differ)
+        if not any_batch_layout:
+            raise ValueError(
+                f'cannot resume from {path}: the batch layout differs ({what}; samples_per_gpu '
+                f'is data.samples_per_gpu, micro_batches the accumulated micro-batches per step, '
+                f'world_size the processes). It changes the images of every step, so the run would '
+                f'not continue as it started. Resume with the same settings, or pass '
+                f'--resume-any-batch to continue anyway')
+        print_log(f'resuming {path} with another batch layout ({what}) as asked '
+                  f'(--resume-any-batch): the data order and the effective batch differ from the '
+                  f'run that wrote it', self.logger, level=logging.WARNING)
+
     def _rank_train_state(self, checkpoint: str, state) -> Optional[Dict[str, Any]]:
-        """This rank's part of a checkpoint's train state, or None (with a warning)."""
+        """This process's part of a checkpoint's train state, or None (with a warning)."""
         if state is None:
             print_log(f'{checkpoint} has no train state (random states, data position): the '
                       f'run continues at iteration {self.iter} but not exactly as an '
-                      f'uninterrupted run would', self.logger, level=30)
+                      f'uninterrupted run would', self.logger, level=logging.WARNING)
             return None
         if state.get('format') != TRAIN_STATE_FORMAT:
             raise ValueError(f'{checkpoint}: meta["train_state"] has format {state.get("format")!r}, '
@@ -304,33 +362,40 @@ class AtomicIterBasedRunner(IterBasedRunner):
         if state['world_size'] != self.world_size or len(state['ranks']) != self.world_size:
             print_log(f'{checkpoint} holds the random states of {len(state["ranks"])} of '
                       f'{state["world_size"]} processes, this run has {self.world_size}: data '
-                      f'order and random states are not restored', self.logger, level=30)
+                      f'order and random states are not restored', self.logger, level=logging.WARNING)
             return None
         return state['ranks'][self.rank]
 
     def _apply_resume_state(self) -> None:
         state, self._resume_state = self._resume_state, None
-        loader_states = state['loaders']
-        if len(loader_states) != len(self._loaders):
-            print_log(f'the checkpoint has the positions of {len(loader_states)} data loaders, '
+        if len(state['loaders']) != len(self._loaders):
+            print_log(f'the checkpoint has the positions of {len(state["loaders"])} data loaders, '
                       f'this run has {len(self._loaders)}: data order and random states are not '
-                      f'restored', self.logger, level=30)
+                      f'restored', self.logger, level=logging.WARNING)
             return
         if not self._loaders:
             set_random_states(state['random'])
-        for loader, loader_state in zip(self._loaders, loader_states):
+        for loader, loader_state in zip(self._loaders, state['loaders']):
             inner = loader.loader
             if getattr(inner, 'persistent_workers', False) and getattr(inner, 'num_workers', 0) > 0:
                 print_log('persistent data-loader workers keep their random state across '
                           'epochs: augmentations made in the workers are not restored exactly',
-                          self.logger, level=30)
+                          self.logger, level=logging.WARNING)
             # each loader replays its epoch when MMCV's IterLoader first iterates it; the
             # checkpoint's random states are set after the replay
             loader.resume_from(loader_state, state['random'])
 
     # ------------------------------------------------------------------ running
     def run(self, data_loaders, workflow, max_iters=None, **kwargs):
-        self._check_optimizer_hook()
+        if self.micro_batches > 1:
+            hook = self._optimizer_hook()
+            if not isinstance(hook, GradientCumulativeOptimizerHook) or hook.cumulative_iters != 1:
+                raise ValueError(
+                    f'micro_batches={self.micro_batches} needs an optimizer hook that steps once '
+                    f'per iteration on the accumulated gradients (GradientCumulativeOptimizerHook '
+                    f'or LossScaleOptimizerHook with cumulative_iters=1), got '
+                    f'{type(hook).__name__}; train with train_segmentor, which sets it up from '
+                    f'optimizer_config.cumulative_iters')
         if self.rank == 0 and self.work_dir is not None:
             remove_stale_temporary_checkpoints(self.work_dir, self.logger)
         self._loaders = [ld if isinstance(ld, ResumableLoader) else ResumableLoader(ld, self.logger)
@@ -340,8 +405,17 @@ class AtomicIterBasedRunner(IterBasedRunner):
         super().run(self._loaders, workflow, max_iters=max_iters, **kwargs)
 
 
-def micro_batch_bounds(size: int, parts: int) -> List[Tuple[int, int]]:
-    """(start, end) of ``parts`` consecutive slices of a batch of ``size`` (equal sizes when
-    ``parts`` divides ``size``; the last one smaller otherwise)."""
-    step = -(-size // parts)
-    return [(s, min(s + step, size)) for s in range(0, size, step)]
+def _unit_counts(terms: Dict[str, LossSum]) -> Dict[str, float]:
+    """The count of each unit of a micro-batch's terms (terms of one unit must agree)."""
+    counts: Dict[str, float] = {}
+    for name, term in sorted(terms.items()):
+        if counts.setdefault(term.unit, float(term.count)) != float(term.count):
+            raise ValueError(f'loss terms of unit {term.unit!r} report different counts '
+                             f'({counts[term.unit]} and {term.count}, {name}): a unit has one count')
+    return counts
+
+
+def _few(names: Sequence[str], n: int = 6) -> str:
+    names = list(names)
+    return '[]' if not names else str(names[:n])[:-1] + (f', ... ({len(names) - n} more)]'
+                                                          if len(names) > n else ']')

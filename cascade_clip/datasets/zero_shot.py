@@ -11,6 +11,7 @@ from mmseg.datasets.builder import DATASETS, PIPELINES
 from mmseg.datasets.custom import CustomDataset
 from prettytable import PrettyTable
 
+from ..utils.labels import check_label_values
 from ..utils.paths import escapes, join_inside
 from ..utils.strict import strict_kwargs
 
@@ -51,14 +52,6 @@ def check_single_channel(gt: np.ndarray, name: str) -> None:
         raise ValueError(f'label map {name} has shape {gt.shape}: expected a single-channel '
                          f'(H, W) map of class ids; colour-coded (RGB) label maps must be converted '
                          f'to ids first (MMSeg\'s tools/convert_datasets scripts do this)')
-
-
-def check_label_values(gt: np.ndarray, num_classes: int, ignore_index: int, name: str) -> None:
-    values = np.unique(gt)
-    bad = values[(values != ignore_index) & ((values < 0) | (values >= num_classes))]
-    if bad.size:
-        raise ValueError(f'label map {name} holds values {bad.tolist()} that are not class ids '
-                         f'0..{num_classes - 1} nor the ignore index {ignore_index}')
 
 
 def check_split_entries(split: str, img_infos: List[dict], img_suffix: str, img_dir: str,

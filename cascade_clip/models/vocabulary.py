@@ -76,28 +76,26 @@ def check_embeddings(emb: torch.Tensor, names: Sequence[str], dim: Optional[int]
     return emb.contiguous()
 
 
-# How far a row's norm may be from 1 before the file is reported as not normalised. The
-# project's tool writes float32 rows normalised to ~1e-7; the published files are float16, whose
-# rounding leaves norms within ~5e-4 of 1. 1e-2 is well above both and far below what an
-# un-normalised file shows (CLIP ViT-B/16 text features have norms of several units).
+# How far a row's norm may be from 1 and still be used as it is. The project's tool writes
+# float32 rows normalised to ~1e-7, the published float16 files are within ~5e-4; CLIP's
+# un-normalised text features have norms of several units.
 UNIT_NORM_TOLERANCE = 1e-2
 
 
 def unit_rows(emb: torch.Tensor, source: Optional[str] = None, logger=None) -> torch.Tensor:
-    """``emb`` (K, D) with every row L2-normalised, as the head expects (the scores are dot
-    products with the image embeddings: a row's length would scale its class's scores). A
-    warning names ``source`` when some row's norm differs from 1 by more than
-    :data:`UNIT_NORM_TOLERANCE`. Rows must be non-zero (``check_embeddings``)."""
+    """``emb`` (K, D) with every row further than :data:`UNIT_NORM_TOLERANCE` from unit length
+    L2-normalised (with a warning naming ``source``); the other rows are used as they are, as
+    the published code uses its files' rows. Rows must be non-zero (``check_embeddings``)."""
     norms = emb.norm(dim=1, keepdim=True)
     off = (norms - 1).abs().squeeze(1) > UNIT_NORM_TOLERANCE
-    if off.any():
-        i = int(off.nonzero()[0])
-        print_log(f'text embeddings{f" in {source}" if source else ""}: {int(off.sum())} of '
-                  f'{emb.shape[0]} rows are not unit length (row {i} has norm '
-                  f'{float(norms[i]):.4g}); they are L2-normalised, as the published files and '
-                  f'tools/build_text_embeddings.py write them', logger or get_root_logger(),
-                  level=logging.WARNING)
-    return emb / norms
+    if not off.any():
+        return emb
+    i = int(off.nonzero()[0])
+    print_log(f'text embeddings{f" in {source}" if source else ""}: {int(off.sum())} of '
+              f'{emb.shape[0]} rows are not unit length (row {i} has norm {float(norms[i]):.4g}); '
+              f'they are L2-normalised, as tools/build_text_embeddings.py writes them',
+              logger or get_root_logger(), level=logging.WARNING)
+    return torch.where(off.unsqueeze(1), emb / norms, emb)
 
 
 class Vocabulary:
@@ -127,6 +125,35 @@ class Vocabulary:
         self.source = source
         self.embeddings = None if embeddings is None else check_embeddings(embeddings, self.names,
                                                                            source=source)
+
+    @classmethod
+    def from_split(cls, names: Optional[Sequence[str]], base_class: Optional[Sequence[int]],
+                   novel_class: Optional[Sequence[int]],
+                   both_class: Optional[Sequence[int]]) -> 'Vocabulary':
+        """The vocabulary of the published config keys: ``both_class`` = 0..n-1 split into
+        disjoint ``base_class`` (seen, default all) and ``novel_class`` (unseen); ``names``
+        (placeholders 'class i' when None)."""
+        if both_class is None:
+            if names is None:
+                raise ValueError('give both_class or class_names')
+            both_class = range(len(names))
+        n = len(both_class)
+        if [int(i) for i in both_class] != list(range(n)):
+            raise ValueError(f'both_class must be 0..{n - 1} in order, got {list(both_class)[:10]}...')
+        base = list(range(n)) if base_class is None else [int(i) for i in base_class]
+        novel = [] if novel_class is None else [int(i) for i in novel_class]
+        if names is not None and len(names) != n:
+            raise ValueError(f'{len(names)} class names for {n} classes (both_class)')
+        for key, ids in (('base_class', base), ('novel_class', novel)):
+            outside = sorted({i for i in ids if not 0 <= i < n})
+            if outside or len(set(ids)) != len(ids):
+                raise ValueError(f'{key} {ids} has ids outside 0..{n - 1} {outside} or twice')
+        overlap = sorted(set(base) & set(novel))
+        neither = sorted(set(range(n)) - set(base) - set(novel))
+        if overlap or neither:
+            raise ValueError(f'base_class and novel_class must split the classes 0..{n - 1}: ids '
+                             f'{overlap or neither} are in ' + ('both' if overlap else 'neither'))
+        return cls(names if names is not None else [f'class {i}' for i in range(n)], base)
 
     def __len__(self) -> int:
         return len(self.names)
@@ -163,6 +190,9 @@ class Vocabulary:
         -> 255 (ignored). Transductive: seen ids stay, unseen ids -> -1 (pseudo-labelled by the
         head). Without unseen classes: identity. 255 and ids beyond the classes -> 255.
         """
+        if len(self) > 255:
+            raise ValueError(f'{len(self)} classes cannot train: training label maps are 8-bit '
+                             f'with 255 ignored, so at most 255 classes')
         lut = torch.full((256, ), 255, dtype=torch.long)
         ids = torch.arange(len(self))
         if transductive or not self.zero_shot:

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 from mmcv.runner.checkpoint import CheckpointLoader
+from mmcv.utils import print_log
 
 # Types that MMCV / MMSeg 0.x checkpoints legitimately carry in ``meta`` besides plain Python
 # values and tensors (which weights_only accepts by default):
@@ -171,23 +172,40 @@ def state_dict_of(checkpoint: object, path: str) -> Dict[str, torch.Tensor]:
     return {k[len('module.'):] if k.startswith('module.') else k: v for k, v in sd.items()}
 
 
-def compare_state_dict(model: nn.Module, state_dict: Mapping[str, torch.Tensor],
-                       optional: Iterable[str] = ()) -> Tuple[List[str], List[str], List[str]]:
-    """(missing, unexpected, shape mismatches) of ``state_dict`` against ``model``'s keys.
-
-    ``optional`` names model keys that may be absent from the checkpoint (not reported
-    missing).
-    """
+def load_state_dict_checked(model: nn.Module, state_dict: Mapping[str, torch.Tensor], path: str,
+                            strict: bool = True, hint: str = '', logger=None,
+                            model_name: str = 'the model') -> None:
+    """Load ``state_dict`` into ``model``, strictly: every key of the model with its shape,
+    nothing else. Keys the model lists in ``OPTIONAL_STATE_KEYS`` may be absent or of another
+    shape (the model keeps its own). Otherwise a CheckpointError lists the missing, unexpected
+    and mismatched keys (the first few and their count), with ``hint``; with ``strict=False``
+    the matching keys load and every other one is logged."""
     own = model.state_dict()
-    optional = set(optional)
+    optional = set(getattr(model, 'OPTIONAL_STATE_KEYS', ()))
+    state_dict = {k: v for k, v in state_dict.items()
+                  if not (k in optional and (k not in own or own[k].shape != v.shape))}
     missing = [k for k in own if k not in state_dict and k not in optional]
     unexpected = [k for k in state_dict if k not in own]
-    mismatched = [f'{k}: checkpoint {tuple(state_dict[k].shape)}, model {tuple(v.shape)}'
-                  for k, v in own.items() if k in state_dict and state_dict[k].shape != v.shape]
-    return missing, unexpected, mismatched
+    mismatched = [k for k in state_dict if k in own and state_dict[k].shape != own[k].shape]
+    shapes = [f'{k}: checkpoint {tuple(state_dict[k].shape)}, model {tuple(own[k].shape)}'
+              for k in mismatched]
+    if strict and (missing or unexpected or mismatched):  # the first few keys of each kind
+        raise CheckpointError(
+            f'checkpoint {path} does not match {model_name}: ' + '; '.join(
+                _keys(title, keys, 5) for title, keys in (('missing keys', missing), (
+                    'unexpected keys', unexpected), ('keys of another shape', shapes)) if keys)
+            + (f'. {hint}' if hint else ''))
+    loaded = {k: v for k, v in state_dict.items() if k in own and k not in mismatched}
+    model.load_state_dict(loaded, strict=False)
+    if not strict:  # every key skipped
+        print_log(f'loaded {len(loaded)} tensors from {path}; skipped '
+                  f'{_keys("missing keys (kept at their initialisation)", missing)}; '
+                  f'{_keys("unexpected keys (ignored)", unexpected)}; '
+                  f'{_keys("keys of another shape (kept at their initialisation)", shapes)}', logger)
 
 
-def describe_keys(title: str, keys: Sequence[str], first: int = 5) -> str:
-    """'3 missing keys: a, b, c' with at most ``first`` keys listed."""
+def _keys(title: str, keys: Sequence[str], first: Optional[int] = None) -> str:
+    """'3 missing keys: a, b, c', with at most ``first`` keys listed."""
+    first = len(keys) if first is None else first
     more = f', ... ({len(keys) - first} more)' if len(keys) > first else ''
     return f'{len(keys)} {title}: {", ".join(keys[:first])}{more}'

@@ -12,7 +12,7 @@ from mmcv import Config
 from mmcv.runner import save_checkpoint
 
 from cascade_clip.apis import init_model
-from cascade_clip.apis.checks import check_training_values
+from cascade_clip.apis import check_config
 from tests.tiny import NAMES, build, tiny_model_cfg
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
@@ -31,12 +31,12 @@ ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 ])
 def test_values_that_cannot_train(cfg, message):
     with pytest.raises(ValueError, match=message):
-        check_training_values(Config(cfg))
+        check_config(Config(cfg), 'train')
 
 
 def test_good_values_pass():
-    check_training_values(Config(dict(data=dict(samples_per_gpu=1, workers_per_gpu=0),
-                                      runner=dict(type='AtomicIterBasedRunner', max_iters=1))))
+    check_config(Config(dict(data=dict(samples_per_gpu=1, workers_per_gpu=0),
+                             runner=dict(type='AtomicIterBasedRunner', max_iters=1))), 'train')
 
 
 @pytest.mark.parametrize('option,message', [

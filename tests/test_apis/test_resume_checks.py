@@ -9,12 +9,12 @@ import sys
 
 import numpy as np
 import pytest
-from mmcv import Config
 from mmcv.runner import save_checkpoint
 from mmcv.utils import get_logger
 
-from cascade_clip.apis.checks import (RUN_META_KEY, check_resume, find_resume_checkpoint,
-                                      training_run_meta)
+import torch
+
+from cascade_clip.core import RUN_META_KEY, AtomicIterBasedRunner, find_resume_checkpoint
 from cascade_clip.utils import CheckpointError, safe_load
 from tests.tiny import NAMES, build, tiny_model_cfg
 
@@ -23,10 +23,18 @@ PY = sys.executable
 LOGGER = get_logger('test_resume_checks')
 
 
-def run_cfg(samples_per_gpu=2, cumulative_iters=None):
-    hook = dict(type='GradientCumulativeOptimizerHook', cumulative_iters=cumulative_iters) \
-        if cumulative_iters else dict(type='OptimizerHook')
-    return Config(dict(data=dict(samples_per_gpu=samples_per_gpu), optimizer_config=hook))
+def run(model, samples_per_gpu=2, micro_batches=1, world_size=2):
+    """The meta train_segmentor gives the runner: what a resume must find unchanged."""
+    return {RUN_META_KEY: dict(seen=list(model.vocabulary.seen), samples_per_gpu=samples_per_gpu,
+                               micro_batches=micro_batches, world_size=world_size)}
+
+
+def check_resume(path, model, any_batch_layout=False, **layout):
+    """Resume ``path`` into a runner of ``model`` with the run ``layout``."""
+    runner = AtomicIterBasedRunner(model=model, optimizer=torch.optim.SGD(model.parameters(), lr=0.1),
+                                   work_dir=None, logger=LOGGER, max_iters=10, meta=run(model, **layout))
+    runner.resume(path, any_batch_layout=any_batch_layout)
+    return runner
 
 
 @pytest.fixture(scope='module')
@@ -35,18 +43,13 @@ def saved(tmp_path_factory):
     d = tmp_path_factory.mktemp('resume')
     model = build(tiny_model_cfg())
     path = str(d / 'iter_4.pth')
-    meta = dict(CLASSES=NAMES, iter=4, **{RUN_META_KEY: training_run_meta(model, run_cfg(), 2)})
-    save_checkpoint(model, path, meta=meta)
+    save_checkpoint(model, path, meta=dict(CLASSES=NAMES, epoch=1, iter=4, **run(model)))
     return model, path
 
 
-def test_run_meta_records_split_and_batch_layout(saved):
+def test_the_same_run_resumes(saved):
     model, path = saved
-    run = safe_load(path)['meta'][RUN_META_KEY]
-    # tests.tiny: seen classes 0, 1, 3, 4; data.samples_per_gpu 2, no accumulation, 2 processes
-    assert run == dict(seen=[0, 1, 3, 4], samples_per_gpu=2, micro_batches=1, world_size=2)
-    assert training_run_meta(model, run_cfg(4, cumulative_iters=3), 1)['micro_batches'] == 3
-    check_resume(path, model, run_cfg(), 2, logger=LOGGER)  # the same run: accepted
+    assert check_resume(path, model).iter == 4
 
 
 def test_other_classes_are_named(saved):
@@ -55,10 +58,10 @@ def test_other_classes_are_named(saved):
     with pytest.raises(ValueError, match=r"cannot resume from .*iter_4.pth: it was trained on 6 "
                        r"classes, this run has 6; only in the checkpoint: \['road'\], only in "
                        r"this run: \['river'\]"):
-        check_resume(path, other, run_cfg(), 2)
+        check_resume(path, other)
     swapped = build(tiny_model_cfg(names=['dog', 'cat', 'cow', 'tree', 'sky', 'road']))
     with pytest.raises(ValueError, match='the same names in another order'):
-        check_resume(path, swapped, run_cfg(), 2)
+        check_resume(path, swapped)
 
 
 def test_other_split_is_named(saved):
@@ -67,44 +70,44 @@ def test_other_split_is_named(saved):
     with pytest.raises(ValueError, match=r"trained with seen classes \[0, 1, 3, 4\], this run has "
                        r"\[0, 1, 2, 4\]; unseen in the checkpoint \['cow', 'road'\], in this run "
                        r"\['tree', 'road'\]"):
-        check_resume(path, other, run_cfg(), 2)
+        check_resume(path, other)
 
 
 def test_other_prompt_length_names_the_keys_and_shapes(saved):
     _, path = saved
     other = build(tiny_model_cfg(backbone=dict(num_tokens=8)))
     with pytest.raises(CheckpointError) as e:
-        check_resume(path, other, run_cfg(), 2)
+        check_resume(path, other)
     msg = str(e.value)
-    assert 'cannot resume from' in msg and 'iter_4.pth' in msg
+    assert 'iter_4.pth does not match the model of this run (cannot resume)' in msg
     assert ('2 keys of another shape: backbone.prompt_embeddings: checkpoint (1, 5, 64), model '
             '(1, 8, 64), backbone.deep_prompt_embeddings: checkpoint (11, 5, 64), model (11, 8, 64)') in msg
 
 
-@pytest.mark.parametrize('cfg,world,what', [
-    (run_cfg(4), 2, 'samples_per_gpu 2 -> 4'),
-    (run_cfg(2, cumulative_iters=2), 2, 'micro_batches 1 -> 2'),
-    (run_cfg(2), 1, 'world_size 2 -> 1'),
+@pytest.mark.parametrize('layout,what', [
+    (dict(samples_per_gpu=4), 'samples_per_gpu 2 -> 4'),
+    (dict(micro_batches=2), 'micro_batches 1 -> 2'),
+    (dict(world_size=1), 'world_size 2 -> 1'),
 ])
-def test_other_batch_layout_refused_unless_asked(saved, caplog, cfg, world, what):
+def test_other_batch_layout_refused_unless_asked(saved, caplog, layout, what):
     model, path = saved
     with pytest.raises(ValueError, match=rf'the batch layout differs \({what};.*--resume-any-batch'):
-        check_resume(path, model, cfg, world)
+        check_resume(path, model, **layout)
     with caplog.at_level(logging.WARNING):
-        check_resume(path, model, cfg, world, allow_other_batch=True, logger=LOGGER)
+        check_resume(path, model, any_batch_layout=True, **layout)
     assert f'with another batch layout ({what}) as asked (--resume-any-batch)' in caplog.text
 
 
 def test_checkpoint_without_run_meta_is_checked_for_classes_and_shapes(saved, tmp_path, caplog):
     model, _ = saved
     path = str(tmp_path / 'plain.pth')
-    save_checkpoint(model, path, meta=dict(CLASSES=NAMES))
+    save_checkpoint(model, path, meta=dict(CLASSES=NAMES, epoch=1, iter=4))
     with caplog.at_level(logging.WARNING):
-        check_resume(path, model, run_cfg(8), 3, logger=LOGGER)
-    assert 'does not record its seen / unseen split and batch layout' in caplog.text
+        check_resume(path, model, samples_per_gpu=8, world_size=3)
+    assert 'does not record its seen classes and batch layout' in caplog.text
     other = build(tiny_model_cfg(backbone=dict(num_tokens=8)))
     with pytest.raises(CheckpointError, match='keys of another shape: backbone.prompt_embeddings'):
-        check_resume(path, other, run_cfg(8), 3)
+        check_resume(path, other, samples_per_gpu=8, world_size=3)
 
 
 def test_auto_resume_past_a_dangling_latest(tmp_path, caplog):
@@ -129,7 +132,8 @@ def test_auto_resume_past_a_dangling_latest(tmp_path, caplog):
 # ---------------------------------------------------------------- through tools/train.py
 @pytest.fixture(scope='module')
 def demo(tmp_path_factory):
-    from cascade_clip.testing import save_tiny_clip, synthetic
+    from tools.demo_data import synthetic
+    from tools.demo_data.tiny_clip import save_tiny_clip
     root = str(tmp_path_factory.mktemp('demo'))
     synthetic.make_dataset(root, num_train=4, num_val=2)
     np.save(osp.join(root, 'emb.npy'), synthetic.text_embeddings(32))

@@ -145,7 +145,7 @@ def test_partial_loading_logs_what_was_skipped(files, tmp_path, caplog):
     with caplog.at_level('INFO'):
         load_weights(fresh, path, strict=False, logger=logger)
     text = caplog.text
-    assert '0 missing keys' in text and '0 unexpected keys' in text
+    assert '0 missing keys (kept at their initialisation)' in text and '0 unexpected keys (ignored)' in text
     assert ('2 keys of another shape (kept at their initialisation): backbone.prompt_embeddings: '
             'checkpoint (1, 8, 64), model (1, 5, 64), backbone.deep_prompt_embeddings') in text
     assert torch.equal(fresh.backbone.prompt_embeddings, before)
@@ -193,7 +193,8 @@ def test_misspelt_model_keys(override, message):
 @pytest.fixture(scope='module')
 def demo(tmp_path_factory):
     """The demo config on a tiny synthetic dataset: options for tools/train.py."""
-    from cascade_clip.testing import save_tiny_clip, synthetic
+    from tools.demo_data import synthetic
+    from tools.demo_data.tiny_clip import save_tiny_clip
     root = str(tmp_path_factory.mktemp('demo'))
     synthetic.make_dataset(root, num_train=4, num_val=2)
     np.save(osp.join(root, 'emb.npy'), synthetic.text_embeddings(32))
@@ -271,7 +272,7 @@ def test_class_names_equal_up_to_case_and_space():
 
 # ---------------------------------------------------------------- 6. CLIP files that do not cover
 def test_partial_clip_files(tiny_clip, tmp_path):
-    from cascade_clip.testing import save_tiny_clip
+    from tools.demo_data.tiny_clip import save_tiny_clip
     from tests.conftest import TINY
     cfg = tiny_model_cfg(pretrained=tiny_clip[0], backbone=dict(layers=16))
     with pytest.raises(ValueError, match=r'does not cover the image encoder of the config \(the file has 12 '

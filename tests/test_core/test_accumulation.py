@@ -1,7 +1,7 @@
 """Exact gradient accumulation in the runner: a loaded batch split into K micro-batches, the
 first K - 1 under DDP's ``no_sync()``, then one optimizer step, equals the K-times larger
 batch; in one process and in two Gloo processes through DistributedDataParallel, with the
-fp16 loss scaler and in the transductive setting."""
+fp16 loss scaler, in the transductive setting and with a term averaged over other units."""
 import logging
 import os
 import tempfile
@@ -13,19 +13,40 @@ import torch.multiprocessing as mp
 from mmcv.parallel import DataContainer
 from torch.nn.parallel import DistributedDataParallel
 
-from cascade_clip.apis import wrap_model
-from cascade_clip.apis.train import optimizer_hook_config
+from mmseg.models.builder import LOSSES
+
+from cascade_clip.apis import optimizer_hook_config, wrap_model
 from cascade_clip.core import AtomicIterBasedRunner
+from cascade_clip.models.losses import LossSum, SumLoss
 from tests.tiny import build, tiny_model_cfg
+
+
+@LOSSES.register_module(force=True)
+class LabelledPixelTestLoss(SumLoss):
+    """A term averaged over labelled pixels, as a researcher might add: the squared mask logit
+    of the labelled class, upsampled nearest (unit 'pixels')."""
+
+    def forward(self, pred_masks, label, ignore_index=255):
+        up = torch.nn.functional.interpolate(pred_masks, size=label.shape[-2:], mode='nearest')
+        valid = label != ignore_index
+        picked = up.gather(1, label.clamp(max=up.shape[1] - 1).unsqueeze(1))[:, 0][valid]
+        return {'loss_pixel': LossSum(picked.pow(2).sum(), int(valid.sum()), 'pixels')}
+
+
+def with_pixel_term(**overrides):
+    cfg = tiny_model_cfg(**overrides)
+    cfg['decode_head']['loss_decode'] = [cfg['decode_head']['loss_decode'],
+                                         dict(type='LabelledPixelTestLoss')]
+    return cfg
 
 
 def meta():
     return dict(ori_shape=(64, 64, 3), img_shape=(64, 64, 3), pad_shape=(64, 64, 3), flip=False)
 
 
-def no_dropout_model(**overrides):
+def no_dropout_model(pixel_term=False, **overrides):
     torch.manual_seed(0)
-    cfg = tiny_model_cfg(backbone=dict(drop_path_rate=0.0), **overrides)
+    cfg = (with_pixel_term if pixel_term else tiny_model_cfg)(backbone=dict(drop_path_rate=0.0), **overrides)
     cfg['decode_head']['dropout'] = 0.0
     model = build(cfg)
     for m in model.modules():
@@ -92,14 +113,18 @@ def accumulated_step(model, batch, micro_batches, amp_dtype=None, optimizer_conf
     return opt.seen, runner.outputs, runner, wrapped
 
 
+def batch_loss(model, batch):
+    """The loss of a batch in one forward: each term's sum over its count in the batch."""
+    losses = model.forward_train(batch['img'], batch['img_metas'], batch['gt_semantic_seg'])
+    return sum(v.value / max(v.count, 1) for v in losses.values() if isinstance(v, LossSum))
+
+
 def whole_batch_grads(model, batch):
     """Gradient of the loss of the whole batch in one forward (the reference)."""
     params = [p for p in model.parameters() if p.requires_grad]
     model.zero_grad(set_to_none=True)
-    losses = model.forward_train(batch['img'], batch['img_metas'], batch['gt_semantic_seg'])
-    loss = losses['decode.loss_mask'] + losses['decode.loss_dice']
-    grads = torch.autograd.grad(loss, params)
-    return list(grads), float(loss.detach())
+    loss = batch_loss(model, batch)
+    return list(torch.autograd.grad(loss, params)), float(loss.detach())
 
 
 def rel_diff(a, b):
@@ -119,14 +144,32 @@ def test_two_micro_batches_equal_batch_two():
     # logged: the loss of the whole batch (summed over micro-batches)
     assert outputs['log_vars']['loss'] == pytest.approx(ref_loss, rel=1e-5)
     # MMCV's stock accumulation normalises every micro-batch by its own mask count: not equal
-    stock = [torch.zeros_like(g) for g in ref]
+    assert rel_diff(stock_accumulation(model, batch, 2), ref) > 1e-2
+
+
+def stock_accumulation(model, batch, k):
+    """MMCV's GradientCumulativeOptimizerHook: each micro-batch's own loss, divided by K."""
     params = [p for p in model.parameters() if p.requires_grad]
-    for i in range(2):
-        part = {k: v[i:i + 1] for k, v in batch.items()}
-        losses = model.forward_train(part['img'], part['img_metas'], part['gt_semantic_seg'])
-        grads = torch.autograd.grad((losses['decode.loss_mask'] + losses['decode.loss_dice']) / 2, params)
+    stock = [torch.zeros_like(p) for p in params]
+    n = len(batch['img_metas']) // k
+    for i in range(k):
+        part = {key: v[i * n:(i + 1) * n] for key, v in batch.items()}
+        grads = torch.autograd.grad(batch_loss(model, part) / k, params)
         stock = [s + g for s, g in zip(stock, grads)]
-    assert rel_diff(stock, ref) > 1e-2
+    return stock
+
+
+def test_a_term_averaged_over_other_units_accumulates_exactly():
+    """A loss list with a per-labelled-pixel term beside the per-mask terms: each is averaged by
+    its own unit's count over the whole batch (each unit's gradients kept apart)."""
+    model = no_dropout_model(pixel_term=True)
+    batch = make_batch(4, 5)
+    ref, ref_loss = whole_batch_grads(model, batch)
+    got, outputs, _, _ = accumulated_step(model, batch, 2)
+    assert rel_diff(got, ref) < 1e-5
+    assert set(outputs['log_vars']) >= {'decode.loss_pixel', 'decode.loss_mask', 'loss'}
+    assert outputs['log_vars']['loss'] == pytest.approx(ref_loss, rel=1e-5)
+    assert rel_diff(stock_accumulation(model, batch, 2), ref) > 1e-3
 
 
 def test_four_images_in_two_and_four_micro_batches_and_fp16_scaler_path():
@@ -154,10 +197,9 @@ def test_transductive_micro_batches_count_pseudo_labelled_masks():
     assert rel_diff(got, ref) < 1e-5
 
 
-def test_transductive_count_uses_the_training_pass_random_draws():
-    """With dropout and drop-path active, the counting forward of each micro-batch and its
-    training forward draw the same values: same pseudo-labels, and the loss is normalised by
-    the masks it really sees."""
+def test_transductive_averages_by_the_masks_the_loss_saw():
+    """With dropout and drop-path drawing (pseudo-labels depend on them), the step averages by
+    the masks of the labels each micro-batch's loss really saw: no second forward pass."""
     torch.manual_seed(0)
     cfg = tiny_model_cfg(self_training=True, backbone=dict(drop_path_rate=0.5))
     cfg['decode_head']['dropout'] = 0.5
@@ -165,27 +207,21 @@ def test_transductive_count_uses_the_training_pass_random_draws():
     batch = make_batch(2, 2)
     batch['gt_semantic_seg'][:, :, 16:] = 2  # unseen class: unlabelled, pseudo-labelled by the model
     head = model.decode_head
-    seen_labels = {True: [], False: []}  # grad enabled (training pass) or not (counting pass)
-    normalisers = []
-    train_targets, forward_train = head.train_targets, head.forward_train
+    seen, forwards = [], []
+    losses = head.losses
 
-    def recording_targets(inputs, gt):
-        pred, labels = train_targets(inputs, gt)
-        seen_labels[torch.is_grad_enabled()].append(labels.clone())
-        return pred, labels
+    def recording(seg_logit, seg_label):
+        out = losses(seg_logit, seg_label)
+        seen.append((seg_label.clone(), float(out['loss_mask'].value + out['loss_dice'].value)))
+        return out
 
-    def recording_forward_train(*args, num_masks=None, **kwargs):
-        normalisers.append(num_masks)
-        return forward_train(*args, num_masks=num_masks, **kwargs)
-
-    head.train_targets, head.forward_train = recording_targets, recording_forward_train
-    accumulated_step(model, batch, 2)
-    counted, trained = seen_labels[False], seen_labels[True]
-    assert len(counted) == len(trained) == 2
-    for c, t in zip(counted, trained):
-        assert torch.equal(c, t)
-    masks = sum(len(set(t[i].unique().tolist()) - {255}) for t in trained for i in range(len(t)))
-    assert normalisers == [masks, masks]
+    head.losses = recording
+    forward = model.forward
+    model.forward = lambda *a, **k: forwards.append(1) or forward(*a, **k)
+    _, outputs, _, _ = accumulated_step(model, batch, 2)
+    assert len(seen) == 2 and len(forwards) == 2  # one forward per micro-batch
+    masks = sum(len(set(lab[i].unique().tolist()) - {255}) for lab, _ in seen for i in range(len(lab)))
+    assert outputs['log_vars']['loss'] == pytest.approx(sum(v for _, v in seen) / masks, rel=1e-5)
 
 
 def test_optimizer_config_mapping():
@@ -239,6 +275,8 @@ def _worker(rank, world, port, out_dir):
         mine_t = {k: v[2 * rank:2 * rank + 2] for k, v in transductive(make_batch(4, 3)).items()}
         got, _, _, wrapped = _spied_step(model, mine_t, 2)
         results['transductive'] = (got, True, wrapped.no_sync_calls)
+        got, _, _, wrapped = _spied_step(no_dropout_model(pixel_term=True), mine, 2)
+        results['pixel_term'] = (got, True, wrapped.no_sync_calls)
         torch.save(results, os.path.join(out_dir, f'grads{rank}.pt'))
     finally:
         dist.destroy_process_group()
@@ -279,10 +317,19 @@ def test_two_processes_through_ddp_equal_one_process_on_the_union_batch():
         mp.spawn(_worker, args=(2, free_port(), d), nprocs=2, join=True)
         got = [torch.load(os.path.join(d, f'grads{r}.pt'), weights_only=True) for r in range(2)]
     ref, _ = whole_batch_grads(no_dropout_model(), make_batch(4, 3))
-    ref_t, _ = whole_batch_grads(no_dropout_model(self_training=True), transductive(make_batch(4, 3)))
+    refs = dict(transductive=whole_batch_grads(no_dropout_model(self_training=True),
+                                               transductive(make_batch(4, 3)))[0],
+                pixel_term=whole_batch_grads(no_dropout_model(pixel_term=True), make_batch(4, 3))[0])
     for rank in range(2):
+        assert set(got[rank]) == {'plain', 'micro', 'fp16_scaler', 'transductive', 'pixel_term'}
         for name, (grads, is_ddp, no_sync_calls) in got[rank].items():
             assert is_ddp, name  # the distributed model is torch's DistributedDataParallel
-            assert rel_diff(grads, ref_t if name == 'transductive' else ref) < 1e-5, (rank, name)
+            assert rel_diff(grads, refs.get(name, ref)) < 1e-5, (rank, name)
             # K micro-batches: the first K - 1 under no_sync(), the last one synchronised
             assert no_sync_calls == (0 if name == 'plain' else 1), (rank, name)
+    # the comparison can fail: each process averaging by its own images' masks (1 and 3 in
+    # make_batch's first two images) instead of the mean count gives another gradient
+    batch = make_batch(4, 3)
+    per_process = [whole_batch_grads(no_dropout_model(), {k: v[2 * r:2 * r + 2] for k, v in batch.items()})[0]
+                   for r in range(2)]
+    assert rel_diff([(a + b) / 2 for a, b in zip(*per_process)], ref) > 1e-2

@@ -32,7 +32,7 @@ def test_full_disk_names_the_file_and_the_free_space(tmp_path, monkeypatch, erro
     with pytest.raises(OSError) as e:
         atomic_save_checkpoint(nn.Linear(2, 2), path)
     assert e.value.errno == errno.ENOSPC
-    assert f'no space left on the device to write the checkpoint {path} (3.0 MiB free there)' in str(e.value)
+    assert f'could not write {path}: no space left on the device (3.0 MiB free there)' in str(e.value)
     assert os.listdir(tmp_path) == ['iter_4.pth']  # the temporary file is gone
     assert open(path, 'rb').read() == b'the previous checkpoint'
 

@@ -84,22 +84,35 @@ def test_loss_scale_device_is_taken_from_the_model_and_static_scale_stays():
         LossScaleOptimizerHook(grad_clips=None)
 
 
-def test_train_state_hook_runs_first_after_each_iteration():
+def test_train_state_is_recorded_before_the_iteration_hooks(tmp_path):
+    """A checkpoint stores the random states as the iteration's backward passes left them,
+    whatever the hooks of the iteration's end draw afterwards."""
     import logging
 
     from mmcv.runner import Hook
 
-    from cascade_clip.core import AtomicIterBasedRunner, NonFiniteLossHook
+    from cascade_clip.core import AtomicIterBasedRunner
+    from cascade_clip.models.losses import LossSum
 
     class Net(torch.nn.Linear):
 
         def train_step(self, batch, optimizer):
-            pass
+            loss = self(torch.ones(1, 2)).sum()
+            self.states = torch.get_rng_state()
+            return dict(loss=loss, loss_sums={'loss_x': LossSum(loss, 1, 'x')}, log_vars={},
+                        num_samples=1)
+
+    class Draw(Hook):
+
+        def after_train_iter(self, runner):
+            torch.rand(3)
 
     model = Net(2, 1)
     runner = AtomicIterBasedRunner(model=model, optimizer=torch.optim.SGD(model.parameters(), lr=0.1),
-                                   work_dir=None, logger=logging.getLogger('t'), max_iters=1)
-    runner.register_training_hooks(None, dict(grad_clip=None), dict(interval=1), None)
-    runner.register_hook(NonFiniteLossHook(), priority='HIGH')
-    after = [type(h).__name__ for h in runner.hooks if type(h).after_train_iter is not Hook.after_train_iter]
-    assert after[:3] == ['TrainStateHook', 'NonFiniteLossHook', 'OptimizerHook']
+                                   work_dir=str(tmp_path), logger=logging.getLogger('t'), max_iters=1)
+    runner.register_training_hooks(None, dict(grad_clip=None), dict(interval=1, by_epoch=False), None)
+    runner.register_hook(Draw(), priority='HIGHEST')
+    runner.run([torch.utils.data.DataLoader([0])], [('train', 1)])
+    ckpt = torch.load(tmp_path / 'iter_1.pth', weights_only=True)
+    assert torch.equal(ckpt['meta']['train_state']['ranks'][0]['random']['torch'], model.states)
+    assert ckpt['meta']['iter'] == 1

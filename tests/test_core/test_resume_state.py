@@ -120,10 +120,10 @@ def test_resumable_loader_hides_set_epoch_and_sets_it_itself():
 
 def test_remove_stale_temporary_checkpoints(tmp_path):
     pid_max = int(open('/proc/sys/kernel/pid_max').read())
-    dead = tmp_path / f'iter_8.pth.tmp-{pid_max + 1}'  # no process has a pid above pid_max
-    mine = tmp_path / f'iter_9.pth.tmp-{os.getpid()}'  # this process saves nothing now
-    alive = tmp_path / 'iter_7.pth.tmp-1'  # pid 1 always runs
-    others = [tmp_path / 'iter_8.pth', tmp_path / 'notes.tmp-123', tmp_path / 'x.pth.tmp-abc']
+    dead = tmp_path / f'.iter_8.tmp-{pid_max + 1}.pth'  # no process has a pid above pid_max
+    mine = tmp_path / f'.iter_9.tmp-{os.getpid()}.pth'  # this process saves nothing now
+    alive = tmp_path / '.iter_7.tmp-1.pth'  # pid 1 always runs
+    others = [tmp_path / 'iter_8.pth', tmp_path / '.notes.tmp-123.json', tmp_path / '.x.tmp-abc.pth']
     for p in [dead, mine, alive, *others]:
         p.write_bytes(b'x')
     removed = remove_stale_temporary_checkpoints(str(tmp_path))

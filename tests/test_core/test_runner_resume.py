@@ -11,6 +11,7 @@ from mmcv.runner import build_runner
 from torch.utils.data import DataLoader, Dataset
 
 import cascade_clip  # noqa: F401  (registers the runner)
+from cascade_clip.models.losses import LossSum
 
 
 class Noisy(Dataset):
@@ -31,8 +32,9 @@ class Net(nn.Module):
         self.drop = nn.Dropout(0.5)  # draws from the torch generator
 
     def train_step(self, batch, optimizer, **kwargs):
-        loss = self.fc(self.drop(batch)).pow(2).mean()
-        return dict(loss=loss, log_vars={'loss': loss.detach().item()}, num_samples=len(batch))
+        squares = self.fc(self.drop(batch)).pow(2).sum()  # a mean over the batch's samples
+        return dict(loss_sums={'loss': LossSum(squares, len(batch), 'samples')}, log_vars={},
+                    num_samples=len(batch))
 
 
 def make_runner(work_dir, seed):

@@ -29,7 +29,8 @@ PY = sys.executable
 def demo(tmp_path_factory):
     """Synthetic data (and a copy of two validation images as nested/img/{a,b}/x.jpg), a tiny
     CLIP, embeddings and a checkpoint of the demo model."""
-    from cascade_clip.testing import save_tiny_clip, synthetic
+    from tools.demo_data import synthetic
+    from tools.demo_data.tiny_clip import save_tiny_clip
     root = str(tmp_path_factory.mktemp('demo'))
     synthetic.make_dataset(root, num_train=8, num_val=2)
     np.save(osp.join(root, 'text_embeddings.npy'), synthetic.text_embeddings(32))

@@ -21,7 +21,8 @@ PY = sys.executable
 
 @pytest.fixture(scope='module')
 def demo_data(tmp_path_factory):
-    from cascade_clip.testing import save_tiny_clip, synthetic
+    from tools.demo_data import synthetic
+    from tools.demo_data.tiny_clip import save_tiny_clip
     root = str(tmp_path_factory.mktemp('demo'))
     synthetic.make_dataset(root, num_train=16, num_val=4)
     np.save(osp.join(root, 'text_embeddings.npy'), synthetic.text_embeddings(32))
@@ -277,7 +278,7 @@ def test_non_finite_loss_stops_before_any_checkpoint_and_stale_temp_files_go(str
     # a temporary file of an interrupted save whose process is gone (pids never exceed
     # pid_max), and one of a live process (this one), which must be kept
     pid_max = int(open('/proc/sys/kernel/pid_max').read())
-    stale, live = work / f'iter_3.pth.tmp-{pid_max + 1}', work / f'iter_5.pth.tmp-{os.getpid()}'
+    stale, live = work / f'.iter_3.tmp-{pid_max + 1}.pth', work / f'.iter_5.tmp-{os.getpid()}.pth'
     stale.write_bytes(b'partial')
     live.write_bytes(b'partial')
     cmd = [PY, 'tools/train.py', CONFIG, '--work-dir', str(work), '--seed', '0', '--resume-from', str(good),
@@ -288,7 +289,7 @@ def test_non_finite_loss_stops_before_any_checkpoint_and_stale_temp_files_go(str
     message = str(info.value)
     assert 'FloatingPointError: decode.loss_mask is nan at iteration 3' in message
     assert 'loss=nan' in message and 'decode.loss_dice=' in message
-    assert f'removed 1 temporary checkpoint file(s) left by interrupted saves: {stale}' in message
+    assert f'removed temporary file(s) of interrupted saves: {stale}' in message
     assert not stale.exists() and live.exists()
     assert good.read_bytes() == before
     assert sorted(p.name for p in work.glob('*.pth*')) == ['iter_2.pth', live.name]

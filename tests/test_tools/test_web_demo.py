@@ -42,7 +42,7 @@ data = dict(test=dict(type='ZeroShotDataset', classes={model_cfg["class_names"]!
 
 
 def write_photo(path, h=48, w=80, seed=0):
-    from cascade_clip.testing import synthetic
+    from tools.demo_data import synthetic
     img, _ = synthetic.make_sample(np.random.RandomState(seed), 64)
     mmcv.imwrite(mmcv.imresize(img[..., ::-1], (w, h), interpolation='nearest'), path)
     return path

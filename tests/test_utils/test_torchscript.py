@@ -9,7 +9,7 @@ import torch
 import torch.nn as nn
 
 from cascade_clip.clip import load_clip_state_dict
-from cascade_clip.testing.tiny_clip import make_tiny_clip
+from tools.demo_data.tiny_clip import make_tiny_clip
 from cascade_clip.utils import CheckpointError
 from cascade_clip.utils.torchscript import read_torchscript_state_dict
 from tests.conftest import TINY

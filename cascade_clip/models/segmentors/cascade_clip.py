@@ -1,6 +1,5 @@
 """``CascadeCLIP``: the zero-shot segmentor (paper §3; inductive and transductive settings, §4)."""
-import os.path as osp
-from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import mmcv
 import numpy as np
@@ -16,45 +15,22 @@ from mmseg.utils import get_root_logger
 
 from ...clip.templates import MULTI_TEMPLATES, SINGLE_TEMPLATE
 from ...clip.text_embeddings import compute_text_embeddings
+from ...utils.files import read_npy
+from ...utils.labels import check_label_values
 from ...utils.strict import strict_kwargs
 from ...utils.visualize import draw_segmentation
 from ...utils.vocabulary_names import same_names
 from ..decode_heads.cascade_head import HeadInputs
-from ..losses.mask_loss import check_label_range, count_masks, reduce_num_masks
+from ..losses import LossSum
 from ..vocabulary import Vocabulary, check_embeddings, unit_rows
-from .lean_inference import (ScoreSource, Workspace, all_scores, averaged_softmax_labels,
-                             class_chunk, labels_and_top)
-from .test_cfg import check_test_cfg
+from .class_chunks import ClassScores, all_scores, averaged_softmax_labels, running_argmax
+from .test_cfg import DEFAULT_CLASS_CHUNK, check_test_cfg
 
 EMBEDDING_HELP = ('make it with: python tools/build_text_embeddings.py --clip '
                   'clip_pretrain/ViT-B-16.pt --dataset <coco_stuff|voc20|context59> '
                   '--template <single|multi> --out {path}')
 
-
-def check_class_splits(base_class: Sequence[int], novel_class: Sequence[int],
-                       both_class: Sequence[int]) -> None:
-    """Raise ValueError unless base and novel are disjoint and exactly cover both_class = 0..n-1."""
-    n = len(both_class)
-    if list(both_class) != list(range(n)):
-        raise ValueError(f'both_class must be 0..{n - 1} in order (indices of all classes), '
-                         f'got {list(both_class)[:10]}...')
-    for name, split in (('base_class', base_class), ('novel_class', novel_class)):
-        outside = sorted({int(i) for i in split if not 0 <= int(i) < n})
-        if outside:
-            raise ValueError(f'{name} has ids {outside} outside the range of all classes [0, {n})')
-        if len(set(split)) != len(split):
-            raise ValueError(f'{name} lists some ids twice: {list(split)}')
-    overlap = sorted(set(base_class) & set(novel_class))
-    if overlap:
-        raise ValueError(f'base_class and novel_class overlap on ids {overlap}')
-    missing = sorted(set(range(n)) - set(base_class) - set(novel_class))
-    if missing:
-        raise ValueError(f'base_class and novel_class do not cover all classes: ids {missing} '
-                         f'are in neither')
-
-
-# Model state-dict keys that a checkpoint may lack, each with the reason. Everything else
-# must be in a checkpoint loaded for testing or inference (cascade_clip.apis.load_weights).
+# Model state-dict keys that a checkpoint may lack, each with the reason (load_weights).
 OPTIONAL_STATE_KEYS = {
     'decode_head.loss_decode.criterion.empty_weight':
         'a buffer the published loss saves and never reads; files trimmed for inference omit it',
@@ -68,28 +44,25 @@ TEXT_ENCODER = 'the text encoder'  # Vocabulary.source of embeddings computed by
 class CascadeCLIP(EncoderDecoder):
     """Zero-shot segmentor: CLIP image encoder + cascade head queried by class text embeddings.
 
-    The classes are one :class:`Vocabulary` (names, seen classes, text embeddings) owned here
-    and changed only by :meth:`set_vocabulary`; the label map of training, the calibration,
-    ``num_classes`` and ``CLASSES``/``PALETTE`` derive from it. The published config keys
-    (``class_names``, ``base_class``, ``novel_class``, ``both_class``,
-    ``load_text_embedding``) describe the initial vocabulary.
+    The classes are one :class:`Vocabulary` (names, seen classes, text embeddings), changed
+    only by :meth:`set_vocabulary`; the training label map, the calibration, ``num_classes``
+    and ``CLASSES`` / ``PALETTE`` derive from it.
 
     Args (besides EncoderDecoder's):
         text_encoder: config of the (frozen) text encoder.
-        pretrained: CLIP file for the image encoder (and the text encoder unless
+        pretrained: CLIP file of the image encoder (and of the text encoder unless
             ``pretrained_text`` is given).
-        class_names: names of all classes (filled in from the dataset by the tools).
-        base_class / novel_class / both_class: seen, unseen and all class ids.
+        class_names: names of all classes (the tools fill them in from the dataset).
+        base_class, novel_class, both_class: seen, unseen and all class ids.
         multi_prompts: 15-template text embeddings instead of "a photo of a {name}".
         self_training: transductive setting (pseudo-labels on unseen pixels, no calibration).
         ft_backbone: fine-tune the whole image encoder.
-        exclude_key: substring(s) of the image-encoder parameter names that are trained when
+        exclude_key: substring(s) of the image-encoder parameter names trained when
             ``ft_backbone`` is False (published: 'prompt').
         load_text_embedding: .npy file of (num_classes, D) text embeddings.
         amp_dtype: None (fp32), 'bf16' (CPU and CUDA) or 'fp16' (CUDA): autocast of the image
             encoder and the head; LayerNorms, the loss and the score maps stay in fp32.
-        tau: key of the published configs, accepted for compatibility: a temperature the
-            published segmentor stores and never uses (scores are sigmoids of the masks).
+        tau: key of the published configs, accepted and unused.
     """
 
     OPTIONAL_STATE_KEYS = OPTIONAL_STATE_KEYS
@@ -105,7 +78,7 @@ class CascadeCLIP(EncoderDecoder):
                  base_class: Optional[Sequence[int]] = None,
                  novel_class: Optional[Sequence[int]] = None,
                  both_class: Optional[Sequence[int]] = None,
-                 tau: float = 0.07,  # compatibility, see above
+                 tau: float = 0.07,
                  multi_prompts: bool = False,
                  self_training: bool = False,
                  ft_backbone: bool = False,
@@ -117,28 +90,20 @@ class CascadeCLIP(EncoderDecoder):
                  train_cfg=None,
                  test_cfg=None,
                  init_cfg=None):
-        if both_class is None:
-            if class_names is None:
-                raise ValueError('give both_class or class_names')
-            both_class = list(range(len(class_names)))
-        both_class = [int(i) for i in both_class]
-        base_class = both_class if base_class is None else [int(i) for i in base_class]
-        novel_class = [] if novel_class is None else [int(i) for i in novel_class]
-        check_class_splits(base_class, novel_class, both_class)
-        if class_names is not None and len(class_names) != len(both_class):
-            raise ValueError(f'{len(class_names)} class names for {len(both_class)} classes '
-                             f'(both_class)')
+        vocabulary = Vocabulary.from_split(class_names, base_class, novel_class, both_class)
+        seen = list(vocabulary.seen)
         decode_head = dict(decode_head, self_training=self_training)
-        for key, want in (('seen_idx', base_class), ('all_idx', both_class)):
+        for key, want in (('seen_idx', seen), ('all_idx', list(range(len(vocabulary))))):
             given = decode_head.get(key)
-            if given is not None and sorted(int(i) for i in given) != sorted(want):
+            if given is not None and sorted(int(i) for i in given) != want:
                 raise ValueError(f'decode_head.{key} {list(given)} must equal '
                                  f'{"base_class" if key == "seen_idx" else "both_class"} {want}')
-        decode_head.setdefault('num_classes', len(base_class))
-        if isinstance(decode_head.get('loss_decode'), dict):
-            # sizes the (unused) buffer of the published loss: one entry per seen class + 1
-            decode_head['loss_decode'] = dict(decode_head['loss_decode'])
-            decode_head['loss_decode'].setdefault('num_classes', len(base_class))
+        decode_head.setdefault('num_classes', len(seen))
+        # the published loss's (unused) buffer has one entry per seen class + 1
+        losses = decode_head.get('loss_decode')
+        losses = [dict(c, num_classes=c.get('num_classes', len(seen))) if c.get('type') == 'SegLossPlus'
+                  else c for c in (losses if isinstance(losses, (list, tuple)) else [losses])]
+        decode_head['loss_decode'] = losses if isinstance(decode_head.get('loss_decode'), (list, tuple)) else losses[0]
         backbone = dict(backbone)
         if pretrained is not None:
             backbone['pretrained'] = pretrained
@@ -162,11 +127,9 @@ class CascadeCLIP(EncoderDecoder):
         self.test_cfg = check_test_cfg(self.test_cfg)
         self._check_cascade_layout()
         self._freeze(ft_backbone, exclude_key)
-        # Without class names (a config built outside the tools) the names are placeholders;
-        # embeddings then have to come from a file.
+        # without class names (a config built outside the tools) the names are placeholders
+        # and the embeddings must come from a file
         self._named = class_names is not None
-        names = class_names if self._named else [f'class {i}' for i in both_class]
-        vocabulary = Vocabulary(names, base_class)
         if load_text_embedding:
             vocabulary = vocabulary.with_embeddings(
                 self._read_text_embedding(load_text_embedding, vocabulary.names), load_text_embedding)
@@ -277,21 +240,13 @@ class CascadeCLIP(EncoderDecoder):
         return self.vocabulary
 
     def _read_text_embedding(self, path: str, names: Sequence[str]) -> torch.Tensor:
-        if not osp.isfile(path):
-            raise FileNotFoundError(f'text embedding file not found: {path}; '
-                                    + EMBEDDING_HELP.format(path=path))
-        want = (f'a .npy file holding one float array of shape ({len(names)}, '
-                f'{self.decode_head.embed_dims}) (classes x embedding width)')
+        """(K, D) rows of the .npy file ``path`` for the classes ``names``, checked."""
         try:
-            arr = np.load(path, allow_pickle=False)  # pickled data would run code: refused
-        except (ValueError, OSError, EOFError) as e:
-            raise ValueError(f'text embedding file {path} is not a plain numeric .npy array '
-                             f'({e}); expected {want}. ' + EMBEDDING_HELP.format(path=path)) from None
-        if not isinstance(arr, np.ndarray):  # an .npz archive of several arrays
-            arr.close()
-            raise ValueError(f'text embedding file {path} is an .npz archive; expected {want}')
-        emb = check_embeddings(arr, names, self.decode_head.embed_dims, path)
-        return unit_rows(emb, path)
+            arr = read_npy(path, f'text embeddings ({len(names)}, {self.decode_head.embed_dims})')
+        except FileNotFoundError:
+            raise FileNotFoundError(f'text embedding file not found: {path}; '
+                                    + EMBEDDING_HELP.format(path=path)) from None
+        return unit_rows(check_embeddings(arr, names, self.decode_head.embed_dims, path), path)
 
     def encode_names(self, names: Sequence[str], progress=None) -> torch.Tensor:
         """(K, D) float32 text embeddings of ``names``, rows L2-normalised, by the model's text
@@ -372,147 +327,95 @@ class CascadeCLIP(EncoderDecoder):
 
     # ------------------------------------------------------------------ training
     def remap_labels(self, gt: torch.Tensor) -> torch.Tensor:
-        """Dataset ids -> training ids (inductive: base index / 255; transductive: unseen -> -1)."""
-        check_label_range(gt, len(self.vocabulary), ignore_index=255)
-        return self.label_map.to(gt.device)[gt.long().clamp(0, 255)]
+        """Dataset ids (B, 1, H, W) -> training targets (inductive: index among the seen
+        classes, unseen -> 255; transductive: unseen -> -1)."""
+        check_label_values(gt, len(self.vocabulary), 255, 'gt_semantic_seg')
+        return self.label_map.to(gt.device)[gt.long()]
 
     def _train_text(self) -> Tuple[torch.Tensor, Tuple[int, ...]]:
-        """The head's class embeddings in training and the indices of the seen ones among them.
-
-        Inductive zero-shot: only the seen classes (training ids = their order); transductive
-        or fully supervised: all classes."""
+        """The (K', D) class embeddings of training and the indices of the seen ones among
+        them: the seen classes only in the inductive zero-shot setting, all otherwise."""
         vocab = self.vocabulary
         text = self.class_embeddings()
         if vocab.zero_shot and not self.self_training:
             return text[list(vocab.seen)], tuple(range(len(vocab.seen)))
         return text, vocab.seen
 
-    def forward_train(self, img, img_metas, gt_semantic_seg,
-                      num_masks: Optional[float] = None) -> Dict[str, torch.Tensor]:
-        """Loss dict; ``num_masks`` overrides the loss normaliser (micro-batches of a step)."""
+    def forward_train(self, img, img_metas, gt_semantic_seg) -> Dict[str, Union[LossSum, torch.Tensor]]:
+        """Loss terms (:class:`LossSum`) and metrics of a batch, img (B, 3, H, W) and
+        gt_semantic_seg (B, 1, H, W) dataset ids."""
         text, seen = self._train_text()
         gt = self.remap_labels(gt_semantic_seg)
-        losses = dict()
         with self.autocast(img.device.type):
             inputs = HeadInputs(self.extract_feat(img), text, seen)
-            loss_decode = self.decode_head.forward_train(inputs, img_metas, gt, self.train_cfg,
-                                                         num_masks=num_masks)
-        losses.update(add_prefix(loss_decode, 'decode'))
-        return losses
+            losses = self.decode_head.forward_train(inputs, img_metas, gt, self.train_cfg)
+        return add_prefix(losses, 'decode')
 
-    def train_step(self, data_batch: dict, optimizer, num_masks: Optional[float] = None,
-                   random_state: Optional[tuple] = None, **kwargs) -> dict:
-        """MMSeg's ``train_step`` (losses of ``data_batch``, parsed and logged), with what a
-        micro-batch of a larger loaded batch needs (see ``count_train_masks``):
+    @staticmethod
+    def _parse_losses(losses: dict) -> Tuple[torch.Tensor, dict]:
+        """MMSeg's, with each :class:`LossSum` divided by its count in this batch alone."""
+        return EncoderDecoder._parse_losses({k: v.value / max(v.count, 1) if isinstance(v, LossSum)
+                                             else v for k, v in losses.items()})
 
-        Args:
-            num_masks: the loss normaliser (default: this batch's mask count averaged over
-                the ranks).
-            random_state: restored before the forward pass (the counting pass's, so that the
-                pseudo-labels are those counted).
-        """
-        if random_state is not None:
-            _set_rng_state(random_state)
-        extra = {} if num_masks is None else dict(num_masks=num_masks)
-        losses = self(**data_batch, **extra)
+    def train_step(self, data_batch: dict, optimizer, **kwargs) -> dict:
+        """MMSeg's, plus ``loss_sums``: the loss terms as sums and counts, which
+        ``AtomicIterBasedRunner`` averages over every micro-batch and process of a step
+        (``loss`` averages each over this batch alone, as MMSeg's own loops expect)."""
+        losses = self(**data_batch)
         loss, log_vars = self._parse_losses(losses)
-        return dict(loss=loss, log_vars=log_vars, num_samples=len(data_batch['img_metas']))
-
-    def count_train_masks(self, data_batch: dict, parts: Sequence[Tuple[int, int]]) -> 'MaskCount':
-        """The loss normaliser of a whole loaded batch trained in ``parts`` ((start, end)
-        slices of it, one ``train_step`` each): its (image, class) masks, averaged over the
-        ranks (``reduce_num_masks``) — summed over the parts, the gradient is then exactly the
-        whole batch's.
-
-        ``data_batch``: ``img`` (B, 3, H, W), ``img_metas``, ``gt_semantic_seg`` (B, 1, H, W),
-        unwrapped from their DataContainers. Transductive runs with unlabelled (-1) pixels
-        need the pseudo-labels first: each part runs a forward without gradient, starting
-        from a random state that is recorded (``MaskCount.random_state(i)``); its training
-        forward starts from the same state, so dropout and drop-path draw the same values and
-        the pseudo-labels (hence the count) are those the loss sees.
-        """
-        img, gt = data_batch['img'], self.remap_labels(data_batch['gt_semantic_seg'])
-        if not (self.self_training and (gt == -1).any()):
-            count = count_masks(gt, self.decode_head.ignore_index)
-            return MaskCount(reduce_num_masks(count, img.device), None)
-        total, states = 0, []
-        text, seen = self._train_text()
-        with torch.no_grad():
-            for s, e in parts:
-                states.append(_rng_state(img.device))
-                with self.autocast(img.device.type):
-                    inputs = HeadInputs(self.extract_feat(img[s:e]), text, seen)
-                    _, g = self.decode_head.train_targets(inputs, gt[s:e])
-                total += count_masks(g, self.decode_head.ignore_index)
-        return MaskCount(reduce_num_masks(total, img.device), states)
+        return dict(loss=loss, log_vars=log_vars, num_samples=len(data_batch['img_metas']),
+                    loss_sums={k: v for k, v in losses.items() if isinstance(v, LossSum)})
 
     # ------------------------------------------------------------------ inference
     def decode_logits(self, img: torch.Tensor) -> torch.Tensor:
         """The decoders' logits (B, K, h, w) of ``img`` (B, 3, H, W), before any resize.
 
-        An input side that is not a multiple of the patch size is zero-padded (bottom/right;
-        zero is the mean colour after normalisation), so very narrow images (a 200x3000
-        photo resized to 4 rows) work like any other.
+        A side that is not a multiple of the patch size is zero-padded (bottom / right; zero
+        is the mean colour after normalisation).
         """
         text = self.class_embeddings()
         H, W = img.shape[2:]
         patch = getattr(self.backbone, 'patch_size', 1)
-        pad_h, pad_w = -H % patch, -W % patch
-        if pad_h or pad_w:
-            img = F.pad(img, (0, pad_w, 0, pad_h))
+        if H % patch or W % patch:
+            img = F.pad(img, (0, -W % patch, 0, -H % patch))
         with self.autocast(img.device.type):
             inputs = HeadInputs(self.extract_feat(img), text, self.vocabulary.seen)
             return self.decode_head.forward(inputs, upsample=False)
 
-    def crop_scores(self, logits: torch.Tensor, k0: int, k1: int, size: Tuple[int, int],
-                    workspace: Optional[Workspace] = None) -> torch.Tensor:
-        """Calibrated scores (B, k1 - k0, H, W) of classes [k0, k1) at the input's ``size``
-        from its ``decode_logits``: the head's scores at (img_size, img_size), resized to the
-        padded input and cropped back (the head's scores written into ``workspace`` if given:
-        the result is then valid until its next use)."""
+    def window_scores(self, logits: torch.Tensor, k0: int, k1: int,
+                      size: Tuple[int, int]) -> torch.Tensor:
+        """Calibrated scores (B, k1 - k0, H, W) of classes [k0, k1) at an input's ``size`` from
+        its :meth:`decode_logits`: the head's scores resized to the padded input, cropped."""
         H, W = size
         patch = getattr(self.backbone, 'patch_size', 1)
         padded = (H + -H % patch, W + -W % patch)
-        buf = None
-        if workspace is not None and logits.dtype == torch.float32:
-            S = self.decode_head.image_size
-            buf = workspace.get('crop', (logits.shape[0], k1 - k0, S, S), logits.dtype,
-                                logits.device)
-        with self.autocast(logits.device.type):
-            out = self.decode_head.chunk_scores(logits, k0, k1, self.vocabulary.seen, out=buf)
-        out = out.float()
+        out = self.decode_head.chunk_scores(logits, k0, k1, self.vocabulary.seen)
         if tuple(out.shape[2:]) != padded:
             out = resize(out, size=padded, mode='bilinear', align_corners=self.align_corners)
         return out[:, :, :H, :W]
 
     def encode_decode(self, img, img_metas) -> torch.Tensor:
-        """Calibrated scores (B, num_classes, H, W) at the input's size (all classes at once;
-        the test path goes through :meth:`score_source` instead)."""
-        return self.crop_scores(self.decode_logits(img), 0, self.num_classes, tuple(img.shape[2:]))
+        """Calibrated scores (B, K, H, W) of all classes at once, at the input's size."""
+        return self.window_scores(self.decode_logits(img), 0, self.num_classes, tuple(img.shape[2:]))
 
-    def score_source(self, img, img_meta, rescale: bool, flip: bool = True,
-                     mode: Optional[str] = None) -> ScoreSource:
-        """The decoders' logits of one test input (slide windows, crops of one size run as
-        batches of ``test_cfg.crop_batch``; or the whole image) and what turns them into
-        calibrated scores at the output size, a chunk of classes at a time."""
-        mode = mode or self.test_cfg.mode  # slide or whole
-        assert mode in ['slide', 'whole']
+    def class_scores(self, img, img_meta, rescale: bool, flip: bool = True,
+                     mode: Optional[str] = None) -> ClassScores:
+        """The decoders' logits of one test input (sliding windows, ``test_cfg.crop_batch``
+        crops per call; or the whole image) as :class:`ClassScores` at the output size."""
+        mode = mode or self.test_cfg.mode
         batch_size, _, h_img, w_img = img.size()
         if mode == 'slide':
-            h_stride, w_stride = self.test_cfg.stride
-            h_crop, w_crop = self.test_cfg.crop_size
-            h_grids = max(h_img - h_crop + h_stride - 1, 0) // h_stride + 1
-            w_grids = max(w_img - w_crop + w_stride - 1, 0) // w_stride + 1
-            boxes = []
-            for h_idx in range(h_grids):
-                for w_idx in range(w_grids):
+            (h_stride, w_stride), (h_crop, w_crop) = self.test_cfg.stride, self.test_cfg.crop_size
+            windows = []
+            for h_idx in range(max(h_img - h_crop + h_stride - 1, 0) // h_stride + 1):
+                for w_idx in range(max(w_img - w_crop + w_stride - 1, 0) // w_stride + 1):
                     y2 = min(h_idx * h_stride + h_crop, h_img)
                     x2 = min(w_idx * w_stride + w_crop, w_img)
-                    boxes.append((max(y2 - h_crop, 0), max(x2 - w_crop, 0), y2, x2))
-            chunk = max(1, int(self.test_cfg.get('crop_batch', 4)) // batch_size)
+                    windows.append((max(y2 - h_crop, 0), max(x2 - w_crop, 0), y2, x2))
+            per_call = max(1, int(self.test_cfg.get('crop_batch', 4)) // batch_size)
             pieces = []
-            for i in range(0, len(boxes), chunk):
-                group = boxes[i:i + chunk]  # every crop has size min(crop, image): one shape
+            for i in range(0, len(windows), per_call):
+                group = windows[i:i + per_call]  # every window has size min(crop, image)
                 crops = torch.cat([img[:, :, y1:y2, x1:x2] for y1, x1, y2, x2 in group])
                 pieces.append((self.decode_logits(crops), group))
         else:
@@ -520,55 +423,46 @@ class CascadeCLIP(EncoderDecoder):
         sizes = None
         if rescale:
             sizes = (tuple(img_meta[0]['img_shape'][:2]), tuple(img_meta[0]['ori_shape'][:2]))
-        direction = None
-        if flip and img_meta[0].get('flip', False):
-            direction = img_meta[0]['flip_direction']
-            assert direction in ['horizontal', 'vertical']
-        return ScoreSource(pieces, batch_size, (h_img, w_img), self.crop_scores,
+        direction = img_meta[0]['flip_direction'] if flip and img_meta[0].get('flip') else None
+        return ClassScores(pieces, batch_size, (h_img, w_img), self.window_scores,
                            average=mode == 'slide', rescale=sizes, flip=direction,
                            align_corners=self.align_corners)
 
+    @property
+    def class_chunk(self) -> int:
+        """Classes whose full-resolution scores exist at a time (``test_cfg.class_chunk``)."""
+        return self.test_cfg.get('class_chunk', DEFAULT_CLASS_CHUNK)
+
     def slide_inference(self, img, img_meta, rescale) -> torch.Tensor:
-        """Sliding-window scores (B, num_classes, H, W) (flip not undone)."""
-        return all_scores(self.score_source(img, img_meta, rescale, flip=False, mode='slide'),
-                          class_chunk(self.test_cfg))
+        """Sliding-window scores (B, K, H, W) (flip not undone)."""
+        return all_scores(self.class_scores(img, img_meta, rescale, False, 'slide'), self.class_chunk)
 
     def whole_inference(self, img, img_meta, rescale) -> torch.Tensor:
-        """Whole-image scores (B, num_classes, H, W) (flip not undone)."""
-        return all_scores(self.score_source(img, img_meta, rescale, flip=False, mode='whole'),
-                          class_chunk(self.test_cfg))
+        """Whole-image scores (B, K, H, W) (flip not undone)."""
+        return all_scores(self.class_scores(img, img_meta, rescale, False, 'whole'), self.class_chunk)
 
     def predict_scores(self, img, img_meta, rescale: bool = True) -> torch.Tensor:
-        """Calibrated class scores (B, num_classes, H, W), flip undone; no softmax.
-
-        Built a chunk of classes at a time (``test_cfg.class_chunk``): the memory is the
-        output's. For label maps, :meth:`predict_labels` needs no (B, K, H, W) tensor at all.
-        """
-        return all_scores(self.score_source(img, img_meta, rescale), class_chunk(self.test_cfg))
+        """Calibrated class scores (B, K, H, W), flip undone (no softmax)."""
+        return all_scores(self.class_scores(img, img_meta, rescale), self.class_chunk)
 
     def predict_labels(self, img, img_meta, rescale: bool = True) -> Tuple[torch.Tensor, torch.Tensor]:
-        """Labels (B, H, W) int64 (arg-max of :meth:`predict_scores`, first class on ties)
-        and the chosen class's score (B, H, W) float32, from the decoders' low-resolution
-        logits, ``test_cfg.class_chunk`` classes at a time at full resolution."""
-        return labels_and_top(self.score_source(img, img_meta, rescale), class_chunk(self.test_cfg))
+        """Labels (B, H, W) int64, the arg-max of :meth:`predict_scores`, and the chosen
+        class's score (B, H, W), without a (B, K, H, W) tensor."""
+        scores = self.class_scores(img, img_meta, rescale)
+        return running_argmax(scores, scores.num_classes, self.class_chunk)
 
     def inference(self, img, img_meta, rescale):
-        """As MMSeg's: softmax over the class scores (B, K, H, W) (``aug_test`` does not
-        need it: it averages the softmax a chunk of classes at a time)."""
+        """As MMSeg's: the softmax (B, K, H, W) of the class scores."""
         return F.softmax(self.predict_scores(img, img_meta, rescale), dim=1)
 
     def simple_test(self, img, img_meta, rescale=True) -> List[np.ndarray]:
-        # argmax of the scores == argmax of their softmax: the softmax is skipped
-        labels, _ = self.predict_labels(img, img_meta, rescale)
-        return list(labels.cpu().numpy())
+        return list(self.predict_labels(img, img_meta, rescale)[0].cpu().numpy())
 
     def aug_test(self, imgs, img_metas, rescale=True) -> List[np.ndarray]:
-        """As MMSeg's: the arg-max of the softmax averaged over the augmentations, computed a
-        chunk of classes at a time."""
+        """As MMSeg's: the arg-max of the softmax averaged over the augmentations."""
         assert rescale
-        sources = [self.score_source(img, meta, rescale) for img, meta in zip(imgs, img_metas)]
-        labels = averaged_softmax_labels(sources, class_chunk(self.test_cfg))
-        return list(labels.cpu().numpy())
+        sources = [self.class_scores(img, meta, rescale) for img, meta in zip(imgs, img_metas)]
+        return list(averaged_softmax_labels(sources, self.class_chunk).cpu().numpy())
 
     def show_result(self, img, result, palette=None, win_name='', show=False, wait_time=0,
                     out_file=None, opacity=0.5):
@@ -583,26 +477,3 @@ class CascadeCLIP(EncoderDecoder):
         if not (show or out_file):
             return out
 
-
-class MaskCount(NamedTuple):
-    """``count_train_masks``' result: the normaliser of every part's loss and, after a
-    transductive counting pass, the random state each part's training forward starts from."""
-    num_masks: float
-    random_states: Optional[List[tuple]]
-
-    def random_state(self, part: int) -> Optional[tuple]:
-        return None if self.random_states is None else self.random_states[part]
-
-
-def _rng_state(device: torch.device) -> tuple:
-    """The global random state that the modules on ``device`` draw from."""
-    cuda = torch.cuda.get_rng_state(device) if device.type == 'cuda' else None
-    return torch.get_rng_state(), cuda, device
-
-
-def _set_rng_state(state: tuple) -> None:
-    # (a model wrapper's scatter may have moved the state tensors to the GPU)
-    cpu, cuda, device = state
-    torch.set_rng_state(cpu.cpu())
-    if cuda is not None:
-        torch.cuda.set_rng_state(cuda.cpu(), device)

@@ -14,9 +14,10 @@ TEST_CFG_KEYS = {
     'stride': '(h, w) step between sliding crops, at most crop_size (slide)',
     'crop_batch': 'crops run through the network at once (slide; default 4)',
     'class_chunk': 'classes per chunk when producing full-resolution label maps '
-                   '(positive int; default chosen by the model)',
+                   '(positive int; default 4)',
 }
 MODES = ('whole', 'slide')
+DEFAULT_CLASS_CHUNK = 4  # class_chunk when test_cfg does not set it
 
 
 def _positive_int(value) -> bool:

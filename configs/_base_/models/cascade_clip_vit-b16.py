@@ -2,9 +2,6 @@
 # both_class) comes from the dataset config; the segmentor fills the head's seen_idx, all_idx
 # and num_classes from it.
 custom_imports = dict(imports=['cascade_clip'], allow_failed_imports=False)
-img_size = 512
-in_channels = 512
-out_indices = [5, 6, 7, 8, 9, 10]
 model = dict(
     type='CascadeCLIP',
     pretrained='clip_pretrain/ViT-B-16.pt',
@@ -12,14 +9,14 @@ model = dict(
     exclude_key='prompt',
     backbone=dict(
         type='VPTCLIPVisionTransformer',
-        input_resolution=img_size,
+        input_resolution=512,
         patch_size=16,
         width=768,
         layers=12,
         heads=12,
         output_dim=512,
         drop_path_rate=0.1,
-        out_indices=out_indices,
+        out_indices=[5, 6, 7, 8, 9, 10],
         get_embeddings=True,
         num_tokens=50,
         prompt_dim=768,
@@ -36,13 +33,13 @@ model = dict(
         style='pytorch'),
     decode_head=dict(
         type='ATMSingleHeadSeg',
-        img_size=img_size,
-        in_channels=in_channels,
-        channels=in_channels,
-        embed_dims=in_channels,
+        img_size=512,
+        in_channels=512,
+        channels=512,
+        embed_dims=512,
         num_layers=3,
         num_heads=8,
-        use_stages=len(out_indices) + 1,
+        use_stages=7,
         use_proj=False,
         # which encoder levels feed which decoder (indices into out_indices; -1 = the last
         # layer's dense map): levels 0-2 and 3-5 with Gaussian weights, then the last layer

@@ -45,9 +45,7 @@ def test_no_prompts_trains_only_the_head_and_what_exclude_key_names(exclude_key,
     model.train()
     img = torch.randn(2, 3, 64, 64)
     gt = torch.randint(0, 6, (2, 1, 64, 64))
-    losses = model.forward_train(img, [{}] * 2, gt)
-    loss, _ = model._parse_losses(losses)
-    loss.backward()
+    model.train_step(dict(img=img, img_metas=[{}] * 2, gt_semantic_seg=gt), None)['loss'].backward()
     got = {n for n, p in model.named_parameters() if p.grad is not None and p.grad.abs().sum() > 0}
     backbone = {n for n, _ in model.named_parameters()
                 if n.startswith('backbone.') and n.split('.')[1] in trained_backbone}

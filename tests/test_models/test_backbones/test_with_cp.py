@@ -5,7 +5,7 @@ import torch
 
 import cascade_clip.models.backbones.clip_vit as clip_vit
 from cascade_clip.models.backbones import CLIPVisionTransformer
-from tests.tiny import build, tiny_model_cfg
+from tests.tiny import build, tiny_model_cfg, train_loss
 
 
 def meta():
@@ -40,8 +40,8 @@ def count_checkpoints(monkeypatch):
 def grads_of(model, seed, img, gt):
     model.zero_grad(set_to_none=True)
     torch.manual_seed(seed)  # the same drop-path and dropout draws in both runs
-    losses, kept = saved_bytes(lambda: model.forward_train(img, [meta()] * img.shape[0], gt))
-    (losses['decode.loss_mask'] + losses['decode.loss_dice']).backward()
+    loss, kept = saved_bytes(lambda: train_loss(model, img, [meta()] * img.shape[0], gt))
+    loss.backward()
     return {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}, kept
 
 

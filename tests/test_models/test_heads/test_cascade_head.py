@@ -160,7 +160,7 @@ def test_unused_parameters_are_frozen_and_the_rest_get_gradients():
     label = torch.randint(0, 3, (2, 1, 16, 16))
     losses = head.forward_train(head_inputs(maps, g, text[:3], seen=(0, 1, 2)), None, label, None)
     assert set(losses) == {'loss_mask', 'loss_dice', 'acc_seg'}
-    (losses['loss_mask'] + losses['loss_dice']).backward()
+    (losses['loss_mask'].value + losses['loss_dice'].value).backward()
     frozen = {n for n, p in head.named_parameters() if not p.requires_grad}
     trainable = {n for n, p in head.named_parameters() if p.requires_grad}
     # 3 decoders x 3 layers: self_attn (4) + norm1 (2) per layer, plus the last layer's

@@ -8,7 +8,7 @@ from mmcv.utils import ConfigDict
 
 from cascade_clip.clip import MULTI_TEMPLATES, tokenize
 from cascade_clip.utils import safe_load
-from tests.tiny import BASE, NAMES, NOVEL, build, tiny_model_cfg
+from tests.tiny import BASE, NAMES, NOVEL, build, tiny_model_cfg, train_loss
 
 
 def meta(h=64, w=64, flip=False):
@@ -29,7 +29,8 @@ def test_train_forward_shapes_and_losses(model):
     gt = torch.randint(0, 6, (2, 1, 64, 64))
     losses = model.forward_train(img, [meta(), meta()], gt)
     assert set(losses) == {'decode.loss_mask', 'decode.loss_dice', 'decode.acc_seg'}
-    assert all(torch.isfinite(v).all() for v in losses.values())
+    assert losses['decode.loss_mask'].unit == losses['decode.loss_dice'].unit == 'masks'
+    assert all(torch.isfinite(getattr(v, 'value', v)).all() for v in losses.values())
     model.eval()
     with torch.no_grad():
         x = model.extract_feat(img)
@@ -56,8 +57,7 @@ def test_gradients_reach_exactly_the_trainable_parameters():
                             weight_decay=0.01)
     img = torch.randn(2, 3, 64, 64)
     gt = torch.randint(0, 6, (2, 1, 64, 64))
-    losses = model.forward_train(img, [meta(), meta()], gt)
-    (losses['decode.loss_mask'] + losses['decode.loss_dice']).backward()
+    train_loss(model, img, [meta(), meta()], gt).backward()
     for n, p in model.named_parameters():
         if p.requires_grad:
             assert p.grad is not None and p.grad.abs().sum() > 0, n
@@ -198,8 +198,8 @@ def test_text_embeddings_from_file_and_errors(tmp_path):
 
 
 @pytest.mark.parametrize('base,novel,msg', [
-    ([0, 1, 2, 3], [3, 4, 5], r'overlap on ids \[3\]'),
-    ([0, 1, 3, 4], [2, 7], r'novel_class has ids \[7\] outside'),
+    ([0, 1, 2, 3], [3, 4, 5], r'must split the classes 0..5: ids \[3\] are in both'),
+    ([0, 1, 3, 4], [2, 7], r'novel_class \[2, 7\] has ids outside 0..5 \[7\] or twice'),
     ([0, 1, 3], [2, 5], r'ids \[4\] are in neither'),
 ])
 def test_class_split_errors(base, novel, msg):
@@ -282,8 +282,7 @@ def test_train_a_few_steps_loss_decreases():
     gt[:, :, :, :20] = 1
     totals = []
     for _ in range(10):
-        losses = model.forward_train(img, [meta(), meta()], gt)
-        loss = losses['decode.loss_mask'] + losses['decode.loss_dice']
+        loss = train_loss(model, img, [meta(), meta()], gt)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -305,10 +304,10 @@ def test_bf16_autocast_close_to_fp32_and_trains():
         model.set_precision('bf61')
     assert (out - ref).abs().max() < 0.05  # sigmoid scores
     model.train()
-    losses = model.forward_train(torch.randn(2, 3, 64, 64), [meta(), meta()],
-                                 torch.randint(0, 6, (2, 1, 64, 64)))
-    (losses['decode.loss_mask'] + losses['decode.loss_dice']).backward()
-    assert torch.isfinite(losses['decode.loss_mask'])
+    loss = train_loss(model, torch.randn(2, 3, 64, 64), [meta(), meta()],
+                      torch.randint(0, 6, (2, 1, 64, 64)))
+    loss.backward()
+    assert torch.isfinite(loss)
     assert all(p.grad is not None and torch.isfinite(p.grad).all()
                for p in model.parameters() if p.requires_grad)
     with pytest.raises(ValueError, match='amp_dtype'):

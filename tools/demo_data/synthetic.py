@@ -125,8 +125,8 @@ def pretrain_tiny_clip(path: str, embeddings: np.ndarray, steps: int = 600, size
     """
     from mmcv.utils import print_log
 
-    from ..models.backbones import CLIPVisionTransformer
-    from .tiny_clip import make_tiny_clip
+    from cascade_clip.models.backbones import CLIPVisionTransformer
+    from tools.demo_data.tiny_clip import make_tiny_clip
     torch.manual_seed(seed)
     rng = np.random.RandomState(seed + 1)
     dim = embeddings.shape[1]

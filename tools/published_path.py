@@ -1,7 +1,7 @@
 """The published code's forward path, re-implemented on this project's modules.
 
-For same-machine comparisons (``tools/benchmark.py --reference``) and equality tests: the
-same weights go through the computation as the reference implementation organises it
+For same-machine comparisons (``tools/benchmark.py --reference``) and as the tests' reference:
+the same weights go through the computation as the reference implementation organises it
 (sequence-first blocks calling ``nn.MultiheadAttention``; level LayerNorms/projections over
 all tokens; class embeddings read from the .npy file at every forward; per-head attention
 with softmax and value products in every decoder layer, the last included; the score maps
@@ -13,7 +13,33 @@ import torch
 import torch.nn.functional as F
 from mmseg.models.losses import accuracy
 
-from ..models.losses.mask_loss import dice_loss, label_to_onehot, reduce_num_masks, sigmoid_focal_loss
+
+def sigmoid_focal_loss(logits, targets, num_masks, alpha=0.25, gamma=2.0):
+    """The published focal loss: logits, targets (M, P); mean over pixels, summed over the M
+    masks, divided by ``num_masks``."""
+    prob = logits.sigmoid()
+    ce = F.binary_cross_entropy_with_logits(logits, targets, reduction='none')
+    p_t = prob * targets + (1 - prob) * (1 - targets)
+    loss = ce * ((1 - p_t)**gamma)
+    if alpha >= 0:
+        loss = (alpha * targets + (1 - alpha) * (1 - targets)) * loss
+    return loss.mean(1).sum() / num_masks
+
+
+def dice_loss(logits, targets, num_masks):
+    """The published dice loss: 1 - (2·Σpt + 1) / (Σp + Σt + 1) per mask (M, P), summed, divided
+    by ``num_masks``."""
+    p = logits.sigmoid()
+    return (1 - (2 * (p * targets).sum(-1) + 1) / (p.sum(-1) + targets.sum(-1) + 1)).sum() / num_masks
+
+
+def label_to_onehot(label, num_classes, ignore_index=255):
+    """(B, H, W) ids -> one-hot targets (B, K, H, W) float (ignored pixels all zero) and the
+    (B, K) classes present in each image."""
+    valid = label != ignore_index
+    idx = torch.where(valid, label, torch.full_like(label, num_classes)).long()
+    onehot = F.one_hot(idx, num_classes + 1)[..., :num_classes].permute(0, 3, 1, 2).float()
+    return onehot, onehot.flatten(2).amax(-1) > 0
 
 
 def _block(blk, x):
@@ -119,7 +145,7 @@ def train_loss(model, img, gt, embedding_file):
     label = model.remap_labels(gt).squeeze(1)
     K = pred.shape[1]
     onehot, present = label_to_onehot(label, K)
-    num_masks = reduce_num_masks(int(present.sum()), pred.device)
+    num_masks = max(int(present.sum()), 1)  # one process
     logits, targets = pred.flatten(2), onehot.flatten(2)
     loss_fn = model.decode_head.loss_decode
     focal = sigmoid_focal_loss(logits.flatten(0, 1), targets.flatten(0, 1), num_masks)

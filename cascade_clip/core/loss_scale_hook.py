@@ -1,10 +1,8 @@
-"""Loss scaling for fp16 training through MMCV's Fp16OptimizerHook family, and the hook that
-records the train state every checkpoint stores."""
-from typing import Any, Dict, List, Optional, Union
+"""Loss scaling for fp16 training through MMCV's Fp16OptimizerHook family."""
+from typing import Any, Dict, Optional, Union
 
 import torch
-import torch.distributed as dist
-from mmcv.runner import HOOKS, GradientCumulativeFp16OptimizerHook, Hook
+from mmcv.runner import HOOKS, GradientCumulativeFp16OptimizerHook
 
 from ..utils.strict import strict_kwargs
 
@@ -63,34 +61,3 @@ class LossScaleOptimizerHook(GradientCumulativeFp16OptimizerHook):
             state = (meta.get('hook_msgs') or {}).get('grad_scaler')
         if state:
             self.loss_scaler.load_state_dict(state)
-
-
-@HOOKS.register_module()
-@strict_kwargs
-class TrainStateHook(Hook):
-    """Records the train state of every rank after each iteration's forward pass.
-
-    Registered by ``AtomicIterBasedRunner`` with priority ``VERY_HIGH``: its
-    ``after_train_iter`` runs before every other hook's (the non-finite-loss check, the
-    optimizer step, the checkpoint, the evaluation), so a checkpoint saved in this iteration
-    stores the random states as they were when the iteration's computation ended. The
-    backward pass and the optimizer step draw no random numbers, so these are also the states
-    of the next iteration's start.
-
-    In a distributed run every rank's state is gathered to every rank (a collective, hence
-    done here on every rank, not in the rank-0-only save): ``ranks`` is then the list of all
-    ranks' states, whichever hook saves a checkpoint. A few tens of kB per iteration.
-    """
-
-    def __init__(self):
-        self.iter: Optional[int] = None  # runner.iter of the recorded iteration
-        self.local: Optional[Dict[str, Any]] = None  # this rank's state
-        self.ranks: List[Dict[str, Any]] = []  # every rank's, in rank order
-
-    def after_train_iter(self, runner) -> None:
-        state = runner.local_train_state()
-        ranks = [state]
-        if runner.world_size > 1:
-            ranks = [None] * runner.world_size
-            dist.all_gather_object(ranks, state)
-        self.iter, self.local, self.ranks = runner.iter, state, ranks

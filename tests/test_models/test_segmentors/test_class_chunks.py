@@ -1,11 +1,21 @@
-"""The class-chunked test path against the all-classes-at-once reference, bit for bit."""
+"""The class-chunked test path against the all-classes-at-once reference: the same labels on
+every pixel whose two best classes differ by more than 1e-5, the same scores to 1e-6."""
 import numpy as np
 import pytest
 import torch
 from mmcv.utils import ConfigDict
 
-from cascade_clip.testing import reference_inference as R
+from tests import reference_inference as R
 from tests.tiny import build, tiny_model_cfg
+
+
+def assert_same_labels(labels, ref_scores):
+    """``labels`` (B, H, W) are the arg-max of ``ref_scores`` (B, K, H, W) wherever the two
+    best scores differ by more than 1e-5 (there, and only there, the label is determined)."""
+    top2 = ref_scores.topk(2, dim=1).values
+    clear = (top2[:, 0] - top2[:, 1]) > 1e-5
+    assert clear.float().mean() > 0.5  # the comparison covers most pixels
+    assert torch.equal(labels[clear], ref_scores.argmax(1)[clear])
 
 
 def meta(h, w, flip=False, ori=None, img=None, direction='horizontal'):
@@ -25,7 +35,7 @@ def model(request):
 # 6 classes: chunks of 1, 2, 4 (not dividing 6) and all
 @pytest.mark.parametrize('chunk', [1, 2, 4, 6])
 @pytest.mark.parametrize('mode', ['slide', 'whole'])
-def test_labels_and_scores_bit_identical_to_the_reference(model, mode, chunk):
+def test_labels_and_scores_equal_the_reference(model, mode, chunk):
     model.test_cfg = ConfigDict(mode=mode, crop_size=(64, 64), stride=(40, 40), crop_batch=2,
                                 class_chunk=chunk)
     torch.manual_seed(1)
@@ -41,16 +51,15 @@ def test_labels_and_scores_bit_identical_to_the_reference(model, mode, chunk):
             scores = model.predict_scores(img, mt)
             out = model(img=[img], img_metas=[mt], return_loss=False)  # MMSeg's test entry
         assert labels.shape == (1, 50, 90) and labels.dtype == torch.int64
-        assert torch.equal(labels, ref_labels)
-        assert np.array_equal(out[0], ref_labels[0].numpy())
-        assert torch.equal(scores, ref)
-        assert torch.equal(top, ref.gather(1, ref_labels[:, None])[:, 0])
-        # (ties exist: random tiny weights; the lowest class index wins in both)
+        assert_same_labels(labels, ref)
+        assert np.array_equal(out[0], labels[0].numpy())
+        torch.testing.assert_close(scores, ref, rtol=0, atol=1e-6)
+        torch.testing.assert_close(top, ref.gather(1, labels[:, None])[:, 0], rtol=0, atol=1e-6)
 
 
 @pytest.mark.parametrize('chunk', [1, 4, 6])
 @pytest.mark.parametrize('mode', ['slide', 'whole'])
-def test_aug_test_labels_identical_to_the_reference(model, mode, chunk):
+def test_aug_test_labels_equal_the_reference(model, mode, chunk):
     model.test_cfg = ConfigDict(mode=mode, crop_size=(64, 64), stride=(40, 40), crop_batch=4,
                                 class_chunk=chunk)
     torch.manual_seed(2)
@@ -61,10 +70,10 @@ def test_aug_test_labels_identical_to_the_reference(model, mode, chunk):
     metas = [[meta(48, 72, ori=(48, 72))], [meta(72, 108, ori=(48, 72))],
              [meta(72, 108, flip=True, ori=(48, 72))]]
     with torch.no_grad():
-        ref = R.aug_test(model, imgs, metas)
+        ref = R.aug_test_probabilities(model, imgs, metas)
         got = model(img=imgs, img_metas=metas, return_loss=False)  # -> aug_test
     assert len(got) == 1 and got[0].shape == (48, 72)
-    assert np.array_equal(got[0], ref[0].numpy())
+    assert_same_labels(torch.from_numpy(got[0])[None], ref)
 
 
 def test_slide_and_whole_inference_keep_mmseg_signatures(model):
@@ -73,101 +82,52 @@ def test_slide_and_whole_inference_keep_mmseg_signatures(model):
     img = torch.randn(2, 3, 64, 112)  # a batch of two
     mt = [meta(64, 112)] * 2
     with torch.no_grad():
-        assert torch.equal(model.slide_inference(img, mt, True), R.slide_inference(model, img, mt, True))
-        assert torch.equal(model.whole_inference(img, mt, False), R.whole_inference(model, img, mt, False))
+        torch.testing.assert_close(model.slide_inference(img, mt, True),
+                                   R.slide_inference(model, img, mt, True), rtol=0, atol=1e-6)
+        torch.testing.assert_close(model.whole_inference(img, mt, False),
+                                   R.whole_inference(model, img, mt, False), rtol=0, atol=1e-6)
         labels, _ = model.predict_labels(img, mt)
-        assert torch.equal(labels, R.simple_test(model, img, mt))
+        assert_same_labels(labels, R.predict_scores(model, img, mt))
 
 
 def test_class_chunk_must_be_a_positive_integer(model):
-    img = torch.randn(1, 3, 64, 64)
     for bad in (0, -3, 2.5, True):
-        model.test_cfg = ConfigDict(mode='whole', class_chunk=bad)
-        with pytest.raises(ValueError, match=rf'test_cfg.class_chunk must be a positive integer .*got {bad!r}'):
-            model.predict_labels(img, [meta(64, 64)])
+        with pytest.raises(ValueError, match=rf'test_cfg: class_chunk must be a positive int, got {bad!r}'):
+            build(tiny_model_cfg(test_cfg=dict(mode='whole', class_chunk=bad)))
 
 
 @pytest.mark.parametrize('chunk', [1, 2, 3, 7])
 def test_running_argmax_is_argmax_over_all_classes(chunk):
-    """Ties keep the lowest class, within a chunk and across chunks; a NaN beats every number
-    and the first NaN wins, as ``torch.argmax`` over all classes at once."""
-    from cascade_clip.models.segmentors.lean_inference import running_argmax
+    """Ties keep the lowest class, within a chunk and across chunks, as ``torch.argmax`` over
+    all classes at once; +inf and all -inf rows included."""
+    from cascade_clip.models.segmentors.class_chunks import running_argmax
     g = torch.Generator().manual_seed(0)
     x = torch.randint(0, 3, (2, 7, 5, 6), generator=g).float()  # many ties
-    x[0, 4, 0, 0] = float('nan')
-    x[0, 2, 0, 1] = float('nan')
-    x[0, 5, 0, 1] = float('nan')
     x[1, 6, 2, 3] = float('inf')
     x[1, :, 4, 5] = float('-inf')
     labels, values = running_argmax(lambda k0, k1: x[:, k0:k1], 7, chunk)
     assert labels.dtype == torch.int64
     assert torch.equal(labels, x.argmax(dim=1))
-    assert labels[0, 0, 0] == 4 and labels[0, 0, 1] == 2 and labels[1, 2, 3] == 6
-    assert labels[1, 4, 5] == 0  # all -inf: a tie, the first class
-    expect = x.gather(1, labels[:, None])[:, 0]
-    assert torch.equal(values.isnan(), expect.isnan())
-    assert torch.equal(values.nan_to_num(), expect.nan_to_num())
-    # without NaN, the arithmetic route (float index, maximum): the same labels and values,
-    # ties, +inf and all--inf rows included
-    y = x.nan_to_num(nan=-1.0, posinf=float('inf'), neginf=float('-inf'))
-    labels, values = running_argmax(lambda k0, k1: y[:, k0:k1], 7, chunk, nan_aware=False)
-    assert labels.dtype == torch.int64
-    assert torch.equal(labels, y.argmax(dim=1))
-    assert torch.equal(values, y.amax(dim=1))
-    assert labels[1, 2, 3] == 6 and labels[1, 4, 5] == 0
+    assert torch.equal(values, x.amax(dim=1))
+    assert labels[1, 2, 3] == 6 and labels[1, 4, 5] == 0  # all -inf: a tie, the first class
 
 
-def test_non_finite_logits_give_the_reference_labels(model):
-    """An inf logit can make NaN scores (0 * inf in the bilinear weights): the chunked path
-    then takes NaN into account and still matches ``argmax`` of the reference scores."""
-    model.test_cfg = ConfigDict(mode='whole', class_chunk=2)
-    img = torch.randn(1, 3, 64, 80)
-    mt = [meta(64, 80)]
-    head = model.decode_head
-    orig = head.forward
-
-    def forward(inputs, upsample=True):  # non-finite decoder logits, then the head's resize
-        out = orig(inputs, upsample=False)
-        assert out.shape[-2:] != (head.image_size, head.image_size)
-        out[:, 3, 1, 1] = float('inf')
-        out[:, 1, 2, 2] = float('-inf')
-        out[:, 4, 3, 3] = float('nan')
-        if upsample:
-            out = torch.nn.functional.interpolate(out, size=(head.image_size, ) * 2,
-                                                  mode='bilinear', align_corners=False)
-        return out
-
-    head.forward = forward
-    try:
-        with torch.no_grad():
-            src = model.score_source(img, mt, True)
-            assert not src.finite
-            labels, _ = model.predict_labels(img, mt)
-            ref = R.predict_scores(model, img, mt)
-    finally:
-        del head.forward
-    assert ref.isnan().any()  # the case is real
-    assert torch.equal(labels, ref.argmax(dim=1))
-
-
-def test_scores_of_successive_chunks_are_each_the_reference(model):
-    """The canvas and the windows' scores live in buffers reused from chunk to chunk: every
-    chunk still has its own classes' values (and ``all_scores`` copies them out)."""
+def test_successive_chunks_each_give_their_classes(model):
     model.test_cfg = ConfigDict(mode='slide', crop_size=(64, 64), stride=(40, 40), crop_batch=2,
                                 class_chunk=2)
     img = torch.randn(1, 3, 75, 131)
     mt = [meta(75, 131, ori=(50, 90), img=(70, 125))]
     with torch.no_grad():
         ref = R.predict_scores(model, img, mt)
-        src = model.score_source(img, mt, True)
+        scores = model.class_scores(img, mt, True)
         for k0, k1 in ((0, 2), (2, 4), (4, 6), (1, 3), (0, 6)):
-            assert torch.equal(src.scores(k0, k1), ref[:, k0:k1])
+            torch.testing.assert_close(scores(k0, k1), ref[:, k0:k1], rtol=0, atol=1e-6)
 
 
 @pytest.mark.parametrize('config', ['coco_171/vpt_seg_zero_vit-b_512x512_80k_12_100_multi.py',
                                     'coco_171/vpt_seg_zero_vit-b_512x512_40k_12_100_multi_st.py'],
                          ids=['inductive', 'transductive'])
-def test_published_structure_with_random_weights_bit_identical(config):
+def test_published_structure_with_random_weights(config):
     """The full published COCO-Stuff structure (ViT-B/16, 512-px head, three decoders), random
     weights and 20 random class embeddings: slide windows smaller than the head's 512 px (so
     the head's scores are resized to the window), whole mode with a rescale, flip, aug-test."""
@@ -192,10 +152,10 @@ def test_published_structure_with_random_weights_bit_identical(config):
             model.test_cfg = ConfigDict(test_cfg)
             ref = R.predict_scores(model, img, [mt])
             labels, top = model.predict_labels(img, [mt])
-            assert torch.equal(labels, R.simple_test(model, img, [mt]))
-            assert torch.equal(top, ref.gather(1, labels[:, None])[:, 0])
+            assert_same_labels(labels, ref)
+            torch.testing.assert_close(top, ref.gather(1, labels[:, None])[:, 0], rtol=0, atol=1e-6)
         model.test_cfg = ConfigDict(cases[0][0])
         imgs = [img, img.flip(-1)]
         metas = [[meta(144, 208)], [meta(144, 208, flip=True)]]
         got = model(img=imgs, img_metas=metas, return_loss=False)
-        assert np.array_equal(got[0], R.aug_test(model, imgs, metas)[0].numpy())
+        assert_same_labels(torch.from_numpy(got[0])[None], R.aug_test_probabilities(model, imgs, metas))

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from mmseg.ops import resize
 
-from ..models.decode_heads.cascade_head import HeadInputs
+from cascade_clip.models.decode_heads.cascade_head import HeadInputs
 
 
 def encode_decode(model, img) -> torch.Tensor:

@@ -1,0 +1,77 @@
+"""Files in and out: declared sizes checked before reading, outputs written whole or not at all."""
+import contextlib
+import errno
+import os
+import os.path as osp
+import shutil
+from typing import Iterator
+
+import numpy as np
+
+
+def check_declared_size(path: str, what: str, declared: int, available: int) -> None:
+    """ValueError naming ``path`` when a header declares more (or other) data than the file
+    holds: checked before reading, so a forged size cannot make the reader allocate it."""
+    if declared != available:
+        raise ValueError(f'{path}: {what} declares {declared} bytes of data, but the file holds '
+                         f'{available}: the file is damaged, truncated or forged')
+
+
+def read_npy(path: str, want: str) -> np.ndarray:
+    """The numeric array of the .npy file ``path`` (never unpickled); ``want`` describes the
+    expected array for messages. The header's shape and type must account for the file's
+    size exactly before any data is read."""
+    if not osp.isfile(path):
+        raise FileNotFoundError(f'{path} not found')
+    with open(path, 'rb') as f:
+        if f.read(4) == b'PK\x03\x04':
+            raise ValueError(f'{path} is an .npz archive (a zip of arrays); expected {want} in a '
+                             f'.npy file')
+        f.seek(0)
+        try:
+            version = np.lib.format.read_magic(f)
+            if version not in ((1, 0), (2, 0)):
+                raise ValueError(f'.npy format version {version}')
+            read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                           else np.lib.format.read_array_header_2_0)
+            shape, fortran, dtype = read_header(f)
+        except ValueError as e:  # not an .npy file (a text file, an .npz archive, ...)
+            raise ValueError(f'{path} is not a plain .npy array ({e}); expected {want}') from None
+        if dtype.hasobject or dtype.kind not in 'biuf':
+            raise ValueError(f'{path} holds a {dtype} array (objects would be unpickled): '
+                             f'expected {want}')
+        data_start = f.tell()
+    size = osp.getsize(path) - data_start
+    check_declared_size(path, f'its header (a {shape} {dtype} array)',
+                        int(np.prod(shape, dtype=np.int64)) * dtype.itemsize, size)
+    return np.load(path, allow_pickle=False)
+
+
+@contextlib.contextmanager
+def atomic_output(path: str) -> Iterator[str]:
+    """Write ``path`` whole or not at all: yields a temporary name in the same folder (same
+    extension, hidden) for the writer; renamed to ``path`` when the block ends normally and
+    removed otherwise. A failed write raises OSError naming ``path`` (and the free space when
+    the disk is full)."""
+    path = str(path)
+    folder, name = osp.split(osp.abspath(path))
+    stem, ext = osp.splitext(name)
+    tmp = osp.join(folder, f'.{stem}.tmp-{os.getpid()}{ext}')
+    try:
+        os.makedirs(folder, exist_ok=True)
+        yield tmp
+        os.replace(tmp, path)  # a link at ``path`` is replaced, its target left alone
+    except (OSError, RuntimeError) as e:
+        full = getattr(e, 'errno', None) == errno.ENOSPC or 'No space left' in str(e)
+        if not isinstance(e, OSError) and not full:
+            raise  # a writer's own error
+        reason = 'no space left on the device' if full else (e.strerror or str(e))
+        if full:
+            reason += f' ({shutil.disk_usage(folder).free / 2**20:.1f} MiB free there)'
+        raise OSError(errno.ENOSPC if full else e.errno, f'could not write {path}: {reason}') from e
+    finally:
+        if osp.lexists(tmp):
+            os.remove(tmp)
+
+
+TEMPORARY_NAME = r'^\.(?P<stem>.+)\.tmp-(?P<pid>\d+)(?P<ext>\.[^.]*)?$'  # atomic_output's names
