@@ -7,7 +7,7 @@ import pytest
 from mmcv import Config
 
 import cascade_clip  # noqa: F401
-from cascade_clip.apis.config_checks import check_config
+from cascade_clip.apis.config_checks import check_config, check_overrides
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 DEMO = osp.join(ROOT, 'configs/demo/cascade_clip_tiny_synthetic.py')
@@ -108,3 +108,33 @@ def test_test_mode_checks_what_the_test_reads():
     assert 'checkpoint_config' not in message  # tools/test.py builds no hooks
     with pytest.raises(ValueError, match=r"checkpoint_config: unknown key 'intervl'"):
         check_config(cfg, 'train')
+
+
+@pytest.mark.parametrize('config,options,message', [
+    # a variable of the config files: the key it set is what to override
+    ('configs/coco_171/vpt_seg_zero_vit-b_512x512_80k_12_100_multi.py', {'novel_class': [1, 2]},
+     r"novel_class: 'novel_class' is a variable of the config files, read only while they are "
+     r"loaded, so overriding it changes nothing; override the key\(s\) it set: model.novel_class$"),
+    ('configs/demo/cascade_clip_tiny_synthetic.py', {'img_norm_cfg.mean': [0, 0, 0]},
+     r"override the key\(s\) it set: data.train.pipeline.3.mean, data.val.pipeline.1.transforms.2.mean, "
+     r"data.test.pipeline.1.transforms.2.mean$"),
+    # a key nothing has: the closest one
+    ('configs/coco_171/vpt_seg_zero_vit-b_512x512_80k_12_100_multi.py', {'modle.pretrained': 'x'},
+     r"modle.pretrained: no such key \(did you mean 'model'\?\)"),
+])
+def test_an_override_nothing_reads_is_refused_with_the_key_that_works(config, options, message):
+    cfg = Config.fromfile(osp.join(ROOT, config))
+    with pytest.raises(ValueError, match=message):
+        check_overrides(cfg, options)
+
+
+def test_overrides_of_read_keys_pass_and_out_indices_moves_the_model():
+    """The keys a tool reads are accepted; the model's out indices follow the one that works."""
+    cfg = Config.fromfile(osp.join(ROOT, 'configs/coco_171/vpt_seg_zero_vit-b_512x512_80k_12_100_multi.py'))
+    assert 'out_indices' not in cfg  # no top-level variable to override by mistake
+    with pytest.raises(ValueError, match=r"out_indices: no such key"):
+        check_overrides(cfg, {'out_indices': [2, 4, 6, 8]})
+    options = {'model.backbone.out_indices': [2, 4, 6, 8, 9, 10], 'data.samples_per_gpu': 2}
+    check_overrides(cfg, options)
+    cfg.merge_from_dict(options)
+    assert cfg.model.backbone.out_indices == [2, 4, 6, 8, 9, 10]

@@ -214,6 +214,10 @@ def test_misspelt_keys_through_train_tool(demo, tmp_path):
     r = run('tools/train.py', config, '--work-dir', str(tmp_path / 'w'), '--cfg-options', *opts,
             'model.decode_head.loss_decode.dice_wieght=2.0')
     assert r.returncode != 0 and "unknown argument 'dice_wieght' (did you mean 'dice_weight'?)" in r.stderr
+    # a variable of the config files: refused with the key that works, before any work
+    r = run('tools/train.py', config, '--work-dir', str(tmp_path / 'w'), '--cfg-options', *opts,
+            'img_norm_cfg.to_rgb=False')
+    assert r.returncode != 0 and "override the key(s) it set: data.train.pipeline.3.to_rgb" in r.stderr
     assert not (tmp_path / 'w' / 'latest.pth').exists()
 
 

@@ -188,3 +188,68 @@ def test_pseudo_labels_take_the_best_unseen_class():
     out = head.pseudo_label(pred, gt, seen=[0, 3])  # unseen: 1, 2
     assert out.tolist() == [[[[1, 2], [2, 3]]]]
     assert gt.tolist() == [[[[-1, -1], [-1, 3]]]]  # input untouched
+
+
+def test_each_aggregation_mode_owns_its_parameter_names():
+    """Modes combine a stage's maps as they say, and a checkpoint of one mode fails strict
+    loading in another (its weights have other names, or there are none)."""
+    from cascade_clip.models.decode_heads.cascade_head import AGGREGATIONS
+    from cascade_clip.utils.checkpoint import CheckpointError, load_state_dict_checked
+    prefixes = [p for p, _ in AGGREGATIONS.values() if p is not None]
+    assert len(set(prefixes)) == len(prefixes)
+    heads = {}
+    for mode in AGGREGATIONS:
+        torch.manual_seed(0)
+        head = build_head(head_cfg(aggregation=mode))
+        head.init_weights()
+        heads[mode] = head.eval()
+    assert sorted(n for n, _ in heads['gaussian'].named_parameters() if 'weights' in n) == ['weights_s1', 'weights_s2']
+    torch.testing.assert_close(heads['learned'].learned_weights_s2.data, torch.full((3, ), 1 / 3))
+    assert not any('weights' in n for n, _ in heads['sum'].named_parameters())
+    # 'sum' is the 'gaussian' head with unit weights (same decoders: same seed)
+    maps, g, text = inputs()
+    with torch.no_grad():
+        heads['gaussian'].weights_s1.fill_(1.0)
+        heads['gaussian'].weights_s2.fill_(1.0)
+        torch.testing.assert_close(heads['sum'](head_inputs(maps, g, text)),
+                                   heads['gaussian'](head_inputs(maps, g, text)))
+    for a in AGGREGATIONS:
+        for b in AGGREGATIONS:
+            if a != b:
+                with pytest.raises(CheckpointError, match='does not match'):
+                    load_state_dict_checked(heads[b], heads[a].state_dict(), f'{a}.pth')
+    with pytest.raises(ValueError, match=r"aggregation must be one of \['gaussian', 'learned', 'sum'\], got 'mean'"):
+        build_head(head_cfg(aggregation='mean'))
+
+
+def test_a_list_of_loss_terms_and_a_loss_that_is_not_one():
+    """loss_decode as a list (MMSeg's form): every term is computed and reported; MMSeg's pixel
+    losses, which take (B, K, H, W) class logits and return a mean, are refused when built."""
+    from mmseg.models.builder import LOSSES
+
+    from cascade_clip.models.losses import LossSum, SumLoss
+
+    @LOSSES.register_module(force=True)
+    class CountingTestLoss(SumLoss):
+
+        def forward(self, pred_masks, label, ignore_index=255):
+            n = int((label != ignore_index).sum())
+            return {'loss_count': LossSum(pred_masks.sum() * 0 + n, n, 'pixels')}
+
+    head = build_head(head_cfg(loss_decode=[dict(type='SegLossPlus', num_classes=3),
+                                            dict(type='CountingTestLoss')]))
+    maps, g, text = inputs()
+    label = torch.randint(0, 3, (2, 1, 16, 16))
+    label[0, :, :4] = 255
+    losses = head.forward_train(head_inputs(maps, g, text[:3], seen=(0, 1, 2)), None, label, None)
+    assert set(losses) == {'loss_mask', 'loss_dice', 'loss_count', 'acc_seg'}
+    assert losses['loss_count'].count == 2 * 256 - 64 and losses['loss_mask'].unit == 'masks'
+    for bad, where in ((dict(type='CrossEntropyLoss'), 'loss_decode'),
+                       ([dict(type='SegLossPlus', num_classes=3), dict(type='CrossEntropyLoss')],
+                        r'loss_decode\[1\]')):
+        with pytest.raises(ValueError, match=rf'decode_head.{where}: CrossEntropyLoss is not a loss of '
+                           r'the cascade head, whose terms return a sum and its count'):
+            build_head(head_cfg(loss_decode=bad))
+    with pytest.raises(ValueError, match="two terms of decode_head.loss_decode are named 'loss_count'"):
+        build_head(head_cfg(loss_decode=[dict(type='CountingTestLoss'), dict(type='CountingTestLoss')])
+                   ).forward_train(head_inputs(maps, g, text[:3], seen=(0, 1, 2)), None, label, None)
