@@ -99,35 +99,21 @@ def micro_batch_bounds(size: int, parts: int) -> List[Tuple[int, int]]:
 @RUNNERS.register_module()
 @strict_kwargs
 class AtomicIterBasedRunner(IterBasedRunner):
-    """MMCV's IterBasedRunner that averages the loss exactly, writes checkpoints atomically and
-    resumes exactly.
+    """MMCV's IterBasedRunner with exact loss averaging, atomic checkpoints and exact resumes.
 
-    **Loss averaging.** The model's ``train_step`` returns its loss terms as sums with their
-    counts (``loss_sums``, :class:`LossSum`). Each loaded batch runs as ``micro_batches``
-    slices: the first K - 1 forward and backward their sums under DDP's ``no_sync()``; after
-    the last forward, the counts are summed over the slices and all-reduced over the processes,
-    the accumulated gradients are divided by them, and the optimizer hook back-propagates the
-    last slice's averaged loss (synchronised) and steps. Each term is averaged by its own
-    unit's count, as published: the count over all processes divided by their number (at least
-    1), DDP then averaging the gradients. The gradient of a step is therefore that of the whole
-    batch, for any term that is a sum over a count, with no extra forward pass. One iteration
-    is one optimizer step; the hook must keep the gradients it finds
-    (``GradientCumulativeOptimizerHook(cumulative_iters=1)`` or ``LossScaleOptimizerHook``).
+    Each loaded batch runs as ``micro_batches`` slices; the model's ``train_step`` returns its
+    loss terms as sums and counts (``loss_sums``). The first K - 1 slices back-propagate their
+    sums under DDP's ``no_sync()``; after the last forward the counts are summed over slices and
+    processes and the gradients divided by them, then the optimizer hook back-propagates the
+    last slice's averaged loss (synchronised) and steps: the gradient of the whole batch.
 
-    **Checkpoints.** ``iter_N.pth`` holds the state after N iterations (``meta['iter'] == N``)
-    and, in ``meta['train_state']``, every process's random states and data-loader positions,
-    recorded after each iteration's backward passes: tensors and plain values only, so the
-    meta loads with ``weights_only=True``.
-
-    **Resume.** The checkpoint is read once, checked against the run (classes, seen classes,
-    batch layout ``meta['training_run']``, every weight strictly), and restored: weights,
-    optimizer, iteration, the hooks' messages and the loss scaler, then (in ``run``) each
-    process's loader positions and random states, so that the resumed run computes what an
-    uninterrupted one would. After an iteration that saved a checkpoint the random states are
-    set back to those it holds (hooks after the save draw random numbers).
+    ``iter_N.pth`` holds the state after N iterations, with every process's random states and
+    data positions (``meta['train_state']``); ``resume`` checks the checkpoint against the run,
+    restores it, and ``run`` replays the data loaders, so a resumed run computes what an
+    uninterrupted one would.
 
     Args (besides IterBasedRunner's):
-        micro_batches: K, the slices of each loaded batch.
+        micro_batches: K, the slices of each loaded batch (one optimizer step per iteration).
     """
 
     # meta keys a resume restores: the hooks' messages and the loss scaler (MMCV's 'fp16')
