@@ -13,7 +13,10 @@ from .loss_sum import LossSum, SumLoss
 
 def _chunk_sums(logits: torch.Tensor, label: torch.Tensor, k0: int, alpha: float,
                 gamma: float) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Focal and dice sums of classes k0..k0+c-1, as the published one-hot computation.
+    """Focal and dice sums of the masks of classes k0..k0+c-1 (the published one-hot formulas).
+
+    A one-hot target is 1 at one class per labelled pixel: the focal term is summed as if every
+    target were 0, then corrected at the positives, and the dice sums Σpt gathered there.
 
     Args:
         logits: (B, c, h, w) mask logits (fp32 or fp64), upsampled bilinearly to the label's size.
@@ -22,18 +25,21 @@ def _chunk_sums(logits: torch.Tensor, label: torch.Tensor, k0: int, alpha: float
     x = logits
     if x.shape[-2:] != label.shape[-2:]:
         x = F.interpolate(x, size=label.shape[-2:], mode='bilinear', align_corners=False)
-    classes = torch.arange(k0, k0 + x.shape[1], device=x.device).view(1, -1, 1, 1)
-    t = (label.unsqueeze(1) == classes).to(x.dtype)
+    B, c, H, W = x.shape
+    w_pos, w_neg = (alpha, 1 - alpha) if alpha >= 0 else (1.0, 1.0)
     p = x.sigmoid()
-    ce = F.binary_cross_entropy_with_logits(x, t, reduction='none')
-    p_t = p * t + (1 - p) * (1 - t)
-    focal = ce * (1 - p_t)**gamma
-    if alpha >= 0:
-        focal = (alpha * t + (1 - alpha) * (1 - t)) * focal
-    focal = focal.flatten(2).mean(-1).sum()
-    inter, p_sum, t_sum = ((p * t).flatten(2).sum(-1), p.flatten(2).sum(-1), t.flatten(2).sum(-1))
-    dice = (1 - (2 * inter + 1) / (p_sum + t_sum + 1))[t_sum > 0].sum()
-    return focal, dice
+    # focal of a target 0: (1-α)·p^γ·softplus(x); of a target 1: α·(1-p)^γ·softplus(-x)
+    focal = w_neg * (p.pow(gamma) * F.softplus(x)).sum()
+    mine = (label >= k0) & (label < k0 + c)  # pixels labelled with a class of the chunk
+    index = (label - k0).clamp(0, c - 1).unsqueeze(1)
+    x_pos, p_pos = x.gather(1, index)[:, 0][mine], p.gather(1, index)[:, 0][mine]
+    focal = focal + (w_pos * (1 - p_pos).pow(gamma) * F.softplus(-x_pos)
+                     - w_neg * p_pos.pow(gamma) * F.softplus(x_pos)).sum()
+    mask = (torch.arange(B, device=x.device).view(B, 1, 1) * c + label - k0)[mine]  # (image, class)
+    t_sum = torch.bincount(mask, minlength=B * c).to(x.dtype)
+    inter = x.new_zeros(B * c).index_add(0, mask, p_pos)
+    dice = 1 - (2 * inter + 1) / (p.sum((2, 3)).flatten() + t_sum + 1)
+    return focal / (H * W), dice[t_sum > 0].sum()
 
 
 def focal_dice_sums(logits: torch.Tensor, label: torch.Tensor, alpha: float = 0.25,
