@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 import types
+import zipfile
 
 import mmcv
 import numpy as np
@@ -407,6 +408,68 @@ def test_a_missing_mmseg_converter_is_named(tmp_path, monkeypatch):
         coco_stuff164k.main([str(root)])
     assert f'has no converter {tmp_path}/mmseg/.mim/tools/convert_datasets/coco_stuff164k.py' \
         in str(e.value)
+
+
+# ---------------------------------------------------------------- ADE20K-150
+def ade_zip(path, names, extra=()):
+    with zipfile.ZipFile(path, 'w') as z:
+        for name in names:
+            z.writestr(f'ADEChallengeData2016/{name}', name.encode())
+        for name in extra:
+            z.writestr(name, b'x')
+    return path
+
+
+ADE150 = ['images/training/ADE_train_00000001.jpg', 'images/training/ADE_train_00000002.jpg',
+          'images/validation/ADE_val_00000001.jpg', 'annotations/training/ADE_train_00000001.png',
+          'annotations/training/ADE_train_00000002.png', 'annotations/validation/ADE_val_00000001.png',
+          'objectInfo150.txt', 'sceneCategories.txt']
+
+
+def test_ade20k_150_unpacks_the_zip_whole_and_checks_a_folder(tmp_path, monkeypatch, caplog):
+    from tools.convert_datasets import ade20k_150
+    zip_path = ade_zip(tmp_path / 'ADEChallengeData2016.zip', ADE150)
+    out = tmp_path / 'datasets'
+    with pytest.raises(SystemExit) as e:  # the real release sizes
+        ade20k_150.main([str(zip_path), '-o', str(out)])
+    assert 'images/training holds 2 .jpg files (expected 20210)' in str(e.value)
+    assert not out.exists()
+    monkeypatch.setattr(ade20k_150, 'SPLIT_SIZES', {'training': 2, 'validation': 1})
+    with caplog.at_level(logging.INFO):
+        ade20k_150.main([str(zip_path), '-o', str(out)])
+    assert os.listdir(out) == ['ADEChallengeData2016']  # no temporary folder left
+    root = out / 'ADEChallengeData2016'
+    assert sorted(str(p.relative_to(root)) for p in root.rglob('*') if p.is_file()) == sorted(ADE150)
+    assert (root / 'images/validation/ADE_val_00000001.jpg').read_bytes() == \
+        b'images/validation/ADE_val_00000001.jpg'
+    assert 'with 2 training and 1 validation pairs' in caplog.text
+    with pytest.raises(SystemExit) as e:
+        ade20k_150.main([str(zip_path), '-o', str(out)])
+    assert f'{root} exists and is not overwritten' in str(e.value)
+    ade20k_150.main([str(root)])  # the unpacked folder checks
+    os.remove(root / 'annotations/training/ADE_train_00000002.png')
+    with pytest.raises(SystemExit) as e:
+        ade20k_150.main([str(root)])
+    assert "1 of images/training have no annotations/training/<id>.png, e.g. ['ADE_train_00000002']" \
+        in str(e.value)
+
+
+def test_ade20k_150_refuses_a_zip_with_members_outside_its_folder(tmp_path, monkeypatch):
+    from tools.convert_datasets import ade20k_150
+    monkeypatch.setattr(ade20k_150, 'SPLIT_SIZES', {'training': 2, 'validation': 1})
+    out = tmp_path / 'work/datasets'
+    for bad in ('../x', 'ADEChallengeData2016/../../../x', '/tmp/x'):
+        zip_path = ade_zip(tmp_path / 'evil.zip', ADE150, extra=[bad])
+        with pytest.raises(SystemExit) as e:
+            ade20k_150.main([str(zip_path), '-o', str(out)])
+        assert 'would be written outside the folder it is unpacked into' in str(e.value)
+        assert repr(bad) in str(e.value)
+        assert not out.exists() and not (tmp_path / 'work/x').exists() and not (tmp_path / 'x').exists()
+    zip_path = ade_zip(tmp_path / 'incomplete.zip', ADE150[1:])
+    with pytest.raises(SystemExit) as e:
+        ade20k_150.main([str(zip_path), '-o', str(out)])
+    assert 'images/training holds 1 .jpg files (expected 2)' in str(e.value)
+    assert not out.exists()
 
 
 def test_voc_aug_writes_its_split_lists_whole(tmp_path, monkeypatch):
