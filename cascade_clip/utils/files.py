@@ -4,9 +4,11 @@ import errno
 import os
 import os.path as osp
 import shutil
-from typing import Iterator
+from typing import Callable, Iterator, TypeVar
 
 import numpy as np
+
+T = TypeVar('T')
 
 
 def check_declared_size(path: str, what: str, declared: int, available: int) -> None:
@@ -45,6 +47,17 @@ def read_npy(path: str, want: str) -> np.ndarray:
     check_declared_size(path, f'its header (a {shape} {dtype} array)',
                         int(np.prod(shape, dtype=np.int64)) * dtype.itemsize, size)
     return np.load(path, allow_pickle=False)
+
+
+def read_named(path: str, reader: Callable[[str], T]) -> T:
+    """``reader(path)``; any error it raises becomes a ValueError naming ``path``, so that one
+    damaged, truncated or empty file among thousands is found by its name (a reader's own
+    message often names nothing: OpenCV's assertion, scipy's "could not read bytes")."""
+    try:
+        return reader(path)
+    except Exception as e:
+        raise ValueError(f'could not read {path} ({type(e).__name__}: {str(e).strip()}): is the '
+                         f'file damaged, truncated or empty?') from e
 
 
 @contextlib.contextmanager

@@ -13,12 +13,12 @@ Writes, inside RAW_DIR, the validation split:
     classes (the full-ADE class of a pixel is ``R // 10 * 256 + G`` of its ``_seg.png``),
     65535 for every other class and unlabelled pixels (nearest-neighbour when resized).
 Finished images are skipped on a re-run (each file is written to a temporary name, then
-renamed). The pickle is read with a restricted unpickler: plain containers, strings, numbers
-and numpy arrays only, never code.
+renamed). An image or ``_seg.png`` that cannot be read (empty, truncated) gets no output and is
+named at the end, after the others are converted (exit status 1). The pickle is read with a
+restricted unpickler: plain containers, strings, numbers and numpy arrays only, never code.
 """
 import argparse
 import io
-import os
 import os.path as osp
 import pickle
 import shutil
@@ -34,6 +34,8 @@ from mmcv.utils import get_logger, print_log  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from cascade_clip.datasets.names_ade847 import ADE847  # noqa: E402
+from cascade_clip.utils.files import atomic_output, read_named  # noqa: E402
+from tools.convert_datasets.common import convert_all, report  # noqa: E402
 
 IGNORE = 65535
 MAX_SHORT_SIDE = 512
@@ -127,25 +129,34 @@ def capped_size(h: int, w: int) -> Tuple[int, int]:
     return ((MAX_SHORT_SIDE, round(w * s)) if h <= w else (round(h * s), MAX_SHORT_SIDE))
 
 
+def read_color(path: str) -> np.ndarray:
+    """(H, W, 3) uint8 BGR image of ``path``; ValueError when it does not decode."""
+    image = mmcv.imread(path, flag='color')
+    if image is None:
+        raise ValueError('not a decodable image')
+    return image
+
+
 def convert_one(task: Tuple[str, str]) -> str:
+    """Writes one validation image and its label map; 'converted' or 'skipped' (both exist)."""
     raw_dir, img = task
     out_img, out_lab = output_paths(raw_dir, img)
     if osp.isfile(out_img) and osp.isfile(out_lab):
         return 'skipped'
-    label = train_id_lut()[decode_seg(img[:-len('.jpg')] + '_seg.png')]
-    image = mmcv.imread(img, flag='color')
+    label = train_id_lut()[read_named(img[:-len('.jpg')] + '_seg.png', decode_seg)]
+    image = read_named(img, read_color)
     if image.shape[:2] != label.shape:
         raise ValueError(f'{img}: image {image.shape[:2]} and its _seg.png {label.shape} differ')
     h, w = capped_size(*label.shape)
-    tmp_lab, tmp_img = out_lab + f'.tmp-{os.getpid()}.tif', out_img + f'.tmp-{os.getpid()}.jpg'
     if (h, w) != label.shape:
         label = cv2.resize(label, (w, h), interpolation=cv2.INTER_NEAREST)
-        mmcv.imwrite(mmcv.imresize(image, (w, h), interpolation='bilinear'), tmp_img)
-    else:
-        shutil.copyfile(img, tmp_img)
-    Image.fromarray(label.astype(np.uint16)).save(tmp_lab)
-    os.replace(tmp_lab, out_lab)
-    os.replace(tmp_img, out_img)
+    with atomic_output(out_lab) as tmp:
+        Image.fromarray(label.astype(np.uint16)).save(tmp)
+    with atomic_output(out_img) as tmp:
+        if (h, w) == image.shape[:2]:
+            shutil.copyfile(img, tmp)
+        elif not mmcv.imwrite(mmcv.imresize(image, (w, h), interpolation='bilinear'), tmp):
+            raise OSError(f'OpenCV could not encode {tmp}')
     return 'converted'
 
 
@@ -172,13 +183,8 @@ def main(argv=None):
                          + ', '.join(missing[:5]))
     for d in ('images_detectron2', 'annotations_detectron2'):
         mmcv.mkdir_or_exist(osp.join(raw, d, SPLIT))
-    tasks = [(raw, img) for img in images]
-    if args.nproc > 1:
-        done = mmcv.track_parallel_progress(convert_one, tasks, args.nproc)
-    else:
-        done = mmcv.track_progress(convert_one, tasks)
-    print_log(f'{done.count("converted")} image(s) converted, {done.count("skipped")} already '
-              f'done, into {raw}/{{images,annotations}}_detectron2/{SPLIT}', logger)
+    results = convert_all(convert_one, [(raw, img) for img in images], args.nproc)
+    report(results, 'image(s)', f'{raw}/{{images,annotations}}_detectron2/{SPLIT}', logger)
 
 
 if __name__ == '__main__':

@@ -13,10 +13,11 @@ Needs, inside the VOC2010 folder:
     the same ids (one per line).
 Writes ``annotations_detectron2/pc459_val/<id>.tif``: uint16, full-vocabulary label k (1-459)
 -> class id k - 1, label 0 (unlabelled) -> 65535 (ignored). Finished files are skipped on a
-re-run (written to a temporary name, then renamed).
+re-run (written to a temporary name, then renamed). A ``.mat`` that cannot be read (empty,
+truncated) gets no output and is named at the end, after the others are converted (exit
+status 1).
 """
 import argparse
-import os
 import os.path as osp
 import sys
 from typing import Tuple
@@ -26,8 +27,11 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 import mmcv  # noqa: E402
 import numpy as np  # noqa: E402
 import scipy.io  # noqa: E402
-from mmcv.utils import get_logger, print_log  # noqa: E402
+from mmcv.utils import get_logger  # noqa: E402
 from PIL import Image  # noqa: E402
+
+from cascade_clip.utils.files import atomic_output, read_named  # noqa: E402
+from tools.convert_datasets.common import convert_all, report, require  # noqa: E402
 
 IGNORE = 65535
 NUM_CLASSES = 459
@@ -43,23 +47,28 @@ def to_class_ids(label_map: np.ndarray, name: str) -> np.ndarray:
     return np.where(lab == 0, IGNORE, lab - 1).astype(np.uint16)
 
 
+def image_size(path: str) -> Tuple[int, int]:
+    """(W, H) from the image's header."""
+    with Image.open(path) as im:
+        return im.size
+
+
 def convert_one(task: Tuple[str, str]) -> str:
+    """Writes the label map of one image id; 'converted' or 'skipped' (it exists)."""
     root, file_id = task
     out = osp.join(root, OUT_DIR, f'{file_id}.tif')
     if osp.isfile(out):
         return 'skipped'
     mat = osp.join(root, 'trainval', f'{file_id}.mat')
-    data = scipy.io.loadmat(mat)
+    data = read_named(mat, scipy.io.loadmat)
     if 'LabelMap' not in data:
         raise ValueError(f'{mat} has no LabelMap (keys: {sorted(k for k in data if not k.startswith("__"))})')
     label = to_class_ids(data['LabelMap'], mat)
-    with Image.open(osp.join(root, 'JPEGImages', f'{file_id}.jpg')) as im:
-        w, h = im.size
+    w, h = read_named(osp.join(root, 'JPEGImages', f'{file_id}.jpg'), image_size)
     if label.shape != (h, w):
         raise ValueError(f'{mat}: LabelMap is {label.shape} but {file_id}.jpg is {(h, w)} (H, W)')
-    tmp = out + f'.tmp-{os.getpid()}.tif'
-    Image.fromarray(label).save(tmp)
-    os.replace(tmp, out)
+    with atomic_output(out) as tmp:
+        Image.fromarray(label).save(tmp)
     return 'converted'
 
 
@@ -76,9 +85,7 @@ def main(argv=None):
     need = [(osp.join(root, 'JPEGImages'), 'VOCtrainval_03-May-2010.tar of Pascal VOC 2010'),
             (osp.join(root, 'trainval'), "trainval.tar.gz of Pascal Context, unpacked into VOC2010"),
             (split, "the validation list (MMSeg's pascal_context.py writes it; or --split FILE)")]
-    missing = [f'{p} ({src})' for p, src in need if not osp.exists(p)]
-    if missing:
-        raise SystemExit('missing: ' + '; '.join(missing))
+    require(need)
     ids = [line.strip() for line in open(split) if line.strip()]
     if not ids:
         raise SystemExit(f'{split} lists no image')
@@ -88,13 +95,8 @@ def main(argv=None):
         raise SystemExit(f'{len(missing)} file(s) of the {len(ids)} images in {split} are missing, '
                          f'e.g. ' + ', '.join(missing[:5]))
     mmcv.mkdir_or_exist(osp.join(root, OUT_DIR))
-    tasks = [(root, i) for i in ids]
-    if args.nproc > 1:
-        done = mmcv.track_parallel_progress(convert_one, tasks, args.nproc)
-    else:
-        done = mmcv.track_progress(convert_one, tasks)
-    print_log(f'{done.count("converted")} label map(s) converted, {done.count("skipped")} already '
-              f'done, into {osp.join(root, OUT_DIR)}', logger)
+    results = convert_all(convert_one, [(root, i) for i in ids], args.nproc)
+    report(results, 'label map(s)', osp.join(root, OUT_DIR), logger)
 
 
 if __name__ == '__main__':
