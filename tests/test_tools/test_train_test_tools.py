@@ -64,8 +64,10 @@ def dist_trained(demo_data, tmp_path_factory):
     # collect through pickle files in it and delete it afterwards
     user_dir = tmp_path_factory.mktemp('user_tmpdir')
     (user_dir / 'notes.txt').write_text('keep me')
+    # evaluated after iterations 1 and 2
     out = run(['bash', 'dist_train.sh', CONFIG, '2', work, '--seed', '0', '--cfg-options',
-               *options(demo_data), f'evaluation.tmpdir={user_dir}'], env_extra={'PORT': '29611'})
+               *options(demo_data), 'evaluation.interval=1', f'evaluation.tmpdir={user_dir}'],
+              env_extra={'PORT': '29611'})
     assert (user_dir / 'notes.txt').read_text() == 'keep me'
     assert os.listdir(user_dir) == ['notes.txt']  # nothing written there either
     assert not osp.exists(osp.join(work, '.eval_hook'))
@@ -77,6 +79,9 @@ def test_dist_train_two_cpu_processes(dist_trained):
     assert osp.isfile(osp.join(work, 'iter_2.pth')) and osp.islink(osp.join(work, 'latest.pth'))
     assert 'Distributed training: True (world size 2, device cpu)' in out
     assert 'mIoU_unseen' in out and 'hIoU' in out  # evaluation hook with the dist test loop
+    # logged at the iterations evaluated (MMSeg's hook logs rank 0's 2 validation batches there)
+    (log,) = glob.glob(osp.join(work, '*.log.json'))
+    assert [json.loads(line)['iter'] for line in open(log) if '"mode": "val"' in line] == [1, 2]
     ckpt = safe_load(osp.join(work, 'iter_2.pth'))
     assert ckpt['meta']['iter'] == 2
     assert ckpt['meta']['CLASSES'][0] == 'red flat'
@@ -359,3 +364,4 @@ def test_a_killed_rank_stops_the_run(demo_data, tmp_path):
     assert osp.isfile(osp.join(work, 'iter_1.pth'))
     assert not glob.glob(osp.join(work, 'iter_[234].pth'))
     assert not glob.glob(osp.join(work, '*.tmp-*'))  # rank 0, stopped by torchrun, left no temporary file
+
