@@ -365,3 +365,34 @@ def test_a_killed_rank_stops_the_run(demo_data, tmp_path):
     assert not glob.glob(osp.join(work, 'iter_[234].pth'))
     assert not glob.glob(osp.join(work, '*.tmp-*'))  # rank 0, stopped by torchrun, left no temporary file
 
+
+@pytest.fixture(scope='module')
+def tensorboard_run(demo_data, tmp_path_factory):
+    """4 iterations of the TensorBoard example config, every iteration logged, evaluations after
+    iterations 2 and 4 (on 4 validation images: MMSeg's hooks would log 'iter' 4 for both).
+    Returns the work dir, its json log and that log's training and validation lines."""
+    work = str(tmp_path_factory.mktemp('tensorboard'))
+    run([PY, 'tools/train.py', osp.join(ROOT, 'configs/demo/cascade_clip_tiny_synthetic_tensorboard.py'),
+         '--work-dir', work, '--seed', '0', '--cfg-options', *options(demo_data, iters=4, interval=2)])
+    (log,) = glob.glob(osp.join(work, '*.log.json'))
+    records = [json.loads(line) for line in open(log).read().splitlines()[1:]]  # after the run's meta
+    return (work, log, [r for r in records if r['mode'] == 'train'],
+            [r for r in records if r['mode'] == 'val'])
+
+
+def test_tensorboard_hook_writes_the_logged_scalars(tensorboard_run):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    work, _, train, val = tensorboard_run
+    assert len(glob.glob(osp.join(work, 'tf_logs', 'events.out.tfevents.*'))) == 1
+    events = EventAccumulator(osp.join(work, 'tf_logs'))
+    events.Reload()
+    assert [r['iter'] for r in train] == [1, 2, 3, 4]
+    assert [r['iter'] for r in val] == [2, 4]  # the iterations evaluated, in the json log too
+    for tag, lines, key in (('train/loss', train, 'loss'), ('train/decode.loss_mask', train, 'decode.loss_mask'),
+                            ('val/mIoU', val, 'mIoU'), ('val/mIoU_unseen', val, 'mIoU_unseen'),
+                            ('val/hIoU', val, 'hIoU')):
+        scalars = events.Scalars(tag)
+        assert [s.step for s in scalars] == [r['iter'] for r in lines], tag
+        # float32 in the event file, 5 decimals in the json log
+        assert [s.value for s in scalars] == pytest.approx([r[key] for r in lines], rel=1e-6, abs=1e-5), tag
+
