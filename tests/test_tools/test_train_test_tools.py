@@ -396,3 +396,20 @@ def test_tensorboard_hook_writes_the_logged_scalars(tensorboard_run):
         # float32 in the event file, 5 decimals in the json log
         assert [s.value for s in scalars] == pytest.approx([r[key] for r in lines], rel=1e-6, abs=1e-5), tag
 
+
+def test_analyze_logs_on_the_log_of_a_real_training(tensorboard_run, tmp_path, capsys):
+    from tools import analyze_logs
+    _, log, train, val = tensorboard_run
+    out = tmp_path / 'curves.png'
+    fig = analyze_logs.main([log, '--keys', 'loss', 'mIoU', 'hIoU', '--out', str(out)])
+    assert out.read_bytes().startswith(b'\x89PNG\r\n\x1a\n')
+    loss, miou, hiou = fig.axes
+    assert list(loss.lines[0].get_xdata()) == [1, 2, 3, 4]
+    assert list(loss.lines[0].get_ydata()) == [r['loss'] for r in train]
+    assert list(miou.lines[0].get_xdata()) == [2, 4] == list(hiou.lines[0].get_xdata())
+    assert list(miou.lines[0].get_ydata()) == [r['mIoU'] for r in val]
+    times = [r['time'] for r in train[1:]]
+    row = next(line for line in capsys.readouterr().out.splitlines() if log in line)
+    cells = [c.strip() for c in row.strip('|').split('|')]
+    assert cells[1] == f'{sum(times) / 3:.4f}' and cells[4] == '3'
+    assert cells[2] == f'{max(times):.4f} ({2 + times.index(max(times))})'
