@@ -16,6 +16,7 @@ training lines is printed, the first logged interval left out (it holds the star
 slowest and fastest interval.
 """
 import argparse
+import difflib
 import json
 import logging
 import os.path as osp
@@ -132,9 +133,12 @@ def check_keys(logs: Sequence[JsonLog], keys: Sequence[str]) -> None:
     for log in logs:
         missing = [k for k in keys if k in NOT_KEYS or not any(k in r for r in log.train + log.val)]
         if missing:
+            has = _has(log.train + log.val)
+            names = [repr(k) + ''.join(f" (did you mean '{c}'?)" for c in difflib.get_close_matches(k, has, n=1))
+                     for k in missing]
             val = ', '.join(_has(log.val)) if log.val else '(no validation line)'
-            problems.append(f"{log.path}: no key {', '.join(map(repr, missing))}; its training lines "
-                            f"have: {', '.join(_has(log.train))}; its validation lines have: {val}")
+            problems.append(f"{log.path}: no key {', '.join(names)}; its training lines have: "
+                            f"{', '.join(_has(log.train))}; its validation lines have: {val}")
     if problems:
         raise ValueError('\n'.join(problems))
 

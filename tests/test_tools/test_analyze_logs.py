@@ -118,8 +118,8 @@ def test_a_missing_key_names_the_log_and_the_keys_it_has(runs, tmp_path):
     with pytest.raises(SystemExit) as info:
         analyze_logs.main([a, no_val, '--keys', 'loss', 'mIoU', 'hIoU', '--out', str(out)])
     assert str(info.value) == (
-        f"error: {a}: no key 'hIoU'; its training lines have: decode.loss_mask, epoch, loss, lr, time; "
-        f"its validation lines have: aAcc, epoch, lr, mIoU\n"
+        f"error: {a}: no key 'hIoU' (did you mean 'mIoU'?); its training lines have: decode.loss_mask, "
+        f"epoch, loss, lr, time; its validation lines have: aAcc, epoch, lr, mIoU\n"
         f"{no_val}: no key 'mIoU', 'hIoU'; its training lines have: decode.loss_mask, epoch, loss, lr, "
         f"time; its validation lines have: (no validation line)")
     assert not out.exists()
