@@ -9,6 +9,7 @@ classes, see :func:`~cascade_clip.utils.strict.accepted_arguments`), right after
 read, before the work dir, the log or a dataset is touched.
 """
 import difflib
+import importlib.util
 import inspect
 from typing import Any, Iterable, Iterator, List, Optional, Sequence, Set, Tuple
 
@@ -29,6 +30,10 @@ RUNNER_GIVEN = {'model', 'batch_processor', 'optimizer', 'work_dir', 'logger', '
 EVAL_GIVEN = {'dataloader'}
 # MMCV's register_logger_hooks reads only these two keys of log_config
 LOG_CONFIG_KEYS = {'interval', 'hooks'}
+# logger hooks that import a package only when the run starts (after the work dir and the log
+# are made): checked here instead
+LOGGER_PACKAGES = {'TensorboardLoggerHook': 'tensorboard', 'WandbLoggerHook': 'wandb',
+                   'MMSegWandbHook': 'wandb'}
 # data keys holding the datasets and the per-split loader overrides
 DATA_SPLIT_KEYS = {'train', 'val', 'test', 'train_dataloader', 'val_dataloader', 'test_dataloader'}
 # loader arguments the tools set from the launch (number of processes, distributed or not)
@@ -136,7 +141,15 @@ def _check_log_config(problems: _Problems, cfg) -> None:
                   "e.g. by_epoch, go in its dict in hooks)")
     for i, hook in enumerate(log_config.get('hooks') or []):
         # register_logger_hooks gives each hook log_config.interval
-        _check_hook(problems, f'log_config.hooks[{i}]', hook)
+        cls = _check_hook(problems, f'log_config.hooks[{i}]', hook)
+        package = LOGGER_PACKAGES.get(getattr(cls, '__name__', None))
+        if package is not None and not _installed(package):
+            problems.messages.append(f"log_config.hooks[{i}]: {cls.__name__} needs the package "
+                                     f"'{package}', which is not installed (pip install {package})")
+
+
+def _installed(package: str) -> bool:
+    return importlib.util.find_spec(package) is not None
 
 
 def _check_optimizer_config(problems: _Problems, cfg) -> None:

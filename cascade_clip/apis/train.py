@@ -5,11 +5,12 @@ import warnings
 import torch
 from mmcv.runner import HOOKS, build_runner, get_dist_info
 from mmcv.utils import build_from_cfg
-from mmseg.core import EvalHook, build_optimizer
+from mmseg.core import build_optimizer
 from mmseg.datasets import build_dataloader, build_dataset
 from mmseg.utils import build_dp, get_device, get_root_logger
 
-from ..core import RUN_META_KEY, GatherDistEvalHook, NonFiniteLossHook, find_resume_checkpoint
+from ..core import (RUN_META_KEY, GatherDistEvalHook, NonFiniteLossHook, TrainIterEvalHook,
+                    find_resume_checkpoint)
 from .checkpoint import load_weights
 from .dist import MMDDP
 from .optimizer_hook import optimizer_hook_config
@@ -139,7 +140,7 @@ def train_segmentor(model, dataset, cfg, distributed=False, validate=False, time
         eval_cfg = copy.deepcopy(cfg.get('evaluation', {}))
         eval_cfg['by_epoch'] = 'IterBased' not in cfg.runner['type']
         # MMSeg's DistEvalHook collects through pickle files in a folder it then deletes
-        eval_hook = GatherDistEvalHook if distributed else EvalHook
+        eval_hook = GatherDistEvalHook if distributed else TrainIterEvalHook
         runner.register_hook(eval_hook(val_dataloader, **eval_cfg), priority='LOW')
 
     for hook_cfg in cfg.get('custom_hooks', None) or []:

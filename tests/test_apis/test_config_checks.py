@@ -7,6 +7,7 @@ import pytest
 from mmcv import Config
 
 import cascade_clip  # noqa: F401
+from cascade_clip.apis import config_checks
 from cascade_clip.apis.config_checks import check_config, check_overrides
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
@@ -38,6 +39,8 @@ MISSPELT = [
     ({'log_config.intervall': 5}, 'log_config', 'intervall', 'interval'),
     ({'log_config.hooks': [dict(type='TextLoggerHook', by_epch=False)]}, r'log_config.hooks\[0\]',
      'by_epch', 'by_epoch'),
+    ({'log_config.hooks': [dict(type='TensorboardLoggerHook', logdir='runs')]}, r'log_config.hooks\[0\]',
+     'logdir', 'log_dir'),
     ({'runner.max_iter': 5}, 'runner', 'max_iter', 'max_iters'),
     ({'optimizer_config.grad_clp': None}, 'optimizer_config', 'grad_clp', 'grad_clip'),
     ({'optimizer_config': dict(type='GradientCumulativeOptimizerHook', cumulative_iter=2)},
@@ -84,6 +87,29 @@ def test_unknown_types_and_policies_get_their_did_you_mean():
                  "lr_config.policy: unknown policy 'ploy' (did you mean 'poly'?)",
                  "log_config.hooks[0].type: unknown type 'TextLogerHook' (did you mean 'TextLoggerHook'?)"):
         assert line in message, message
+
+
+def test_tensorboard_and_wandb_hooks_with_their_keys(monkeypatch):
+    """The logger hooks the docs show pass with their own keys; a hook whose package is not
+    installed fails now, naming it (MMCV's would fail once the work dir and log are made)."""
+    cfg = Config.fromfile(DEMO)
+    cfg.merge_from_dict({'log_config.hooks': [
+        dict(type='TextLoggerHook', by_epoch=False),
+        dict(type='TensorboardLoggerHook', by_epoch=False, log_dir='runs/a', ignore_last=False),
+        dict(type='WandbLoggerHook', by_epoch=False, commit=False, init_kwargs=dict(project='p'),
+             log_artifact=False, define_metric_cfg={'val/mIoU': 'max'})]})
+    monkeypatch.setattr(config_checks, '_installed', lambda package: True)
+    check_config(cfg, 'train')
+    monkeypatch.setattr(config_checks, '_installed', lambda package: package != 'wandb')
+    with pytest.raises(ValueError) as info:
+        check_config(cfg, 'train')
+    assert str(info.value) == (f"config {DEMO}:\n  log_config.hooks[2]: WandbLoggerHook needs the "
+                               f"package 'wandb', which is not installed (pip install wandb)")
+    cfg.log_config.hooks[2]['init_kwarg'] = cfg.log_config.hooks[2].pop('init_kwargs')
+    monkeypatch.setattr(config_checks, '_installed', lambda package: True)
+    with pytest.raises(ValueError, match=re.escape("log_config.hooks[2]: unknown key 'init_kwarg' "
+                                                   "(did you mean 'init_kwargs'?)")):
+        check_config(cfg, 'train')
 
 
 def test_keys_the_tools_set_and_keys_mmcv_ignores_are_refused():

@@ -2,9 +2,9 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from mmcv.runner import HOOKS, Fp16OptimizerHook
+from mmcv.runner import HOOKS, Fp16OptimizerHook, LogBuffer
 
-from cascade_clip.core import LossScaleOptimizerHook
+from cascade_clip.core import LossScaleOptimizerHook, TrainIterEvalHook
 
 
 class Buffer:
@@ -116,3 +116,28 @@ def test_train_state_is_recorded_before_the_iteration_hooks(tmp_path):
     ckpt = torch.load(tmp_path / 'iter_1.pth', weights_only=True)
     assert torch.equal(ckpt['meta']['train_state']['ranks'][0]['random']['torch'], model.states)
     assert ckpt['meta']['iter'] == 1
+
+
+class _Scored(torch.utils.data.Dataset):
+
+    def __len__(self):
+        return 3
+
+    def __getitem__(self, i):
+        return i
+
+    def evaluate(self, results, logger=None, **kwargs):
+        return {'mIoU': 0.5}
+
+
+# runner.iter during after_train_iter of iteration 10, and in after_train_epoch of an epoch ending there
+@pytest.mark.parametrize('by_epoch,runner_iter', [(False, 9), (True, 10)])
+def test_evaluation_is_logged_at_the_training_iteration(by_epoch, runner_iter):
+    """An evaluation after training iteration 10 is logged at 10, not at MMSeg's count of
+    validation batches (3)."""
+    hook = TrainIterEvalHook(torch.utils.data.DataLoader(_Scored()), by_epoch=by_epoch)
+    runner = SimpleNamespace(iter=runner_iter, log_buffer=LogBuffer(), logger=None)
+    runner.log_buffer.output['eval_iter_num'] = 3  # as MMSeg's _do_evaluate sets it
+    hook.evaluate(runner, [None] * 3)
+    assert runner.log_buffer.output['eval_iter_num'] == 10
+    assert runner.log_buffer.output['mIoU'] == 0.5 and runner.log_buffer.ready

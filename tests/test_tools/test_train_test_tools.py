@@ -64,8 +64,10 @@ def dist_trained(demo_data, tmp_path_factory):
     # collect through pickle files in it and delete it afterwards
     user_dir = tmp_path_factory.mktemp('user_tmpdir')
     (user_dir / 'notes.txt').write_text('keep me')
+    # evaluated after iterations 1 and 2
     out = run(['bash', 'dist_train.sh', CONFIG, '2', work, '--seed', '0', '--cfg-options',
-               *options(demo_data), f'evaluation.tmpdir={user_dir}'], env_extra={'PORT': '29611'})
+               *options(demo_data), 'evaluation.interval=1', f'evaluation.tmpdir={user_dir}'],
+              env_extra={'PORT': '29611'})
     assert (user_dir / 'notes.txt').read_text() == 'keep me'
     assert os.listdir(user_dir) == ['notes.txt']  # nothing written there either
     assert not osp.exists(osp.join(work, '.eval_hook'))
@@ -77,6 +79,9 @@ def test_dist_train_two_cpu_processes(dist_trained):
     assert osp.isfile(osp.join(work, 'iter_2.pth')) and osp.islink(osp.join(work, 'latest.pth'))
     assert 'Distributed training: True (world size 2, device cpu)' in out
     assert 'mIoU_unseen' in out and 'hIoU' in out  # evaluation hook with the dist test loop
+    # logged at the iterations evaluated (MMSeg's hook logs rank 0's 2 validation batches there)
+    (log,) = glob.glob(osp.join(work, '*.log.json'))
+    assert [json.loads(line)['iter'] for line in open(log) if '"mode": "val"' in line] == [1, 2]
     ckpt = safe_load(osp.join(work, 'iter_2.pth'))
     assert ckpt['meta']['iter'] == 2
     assert ckpt['meta']['CLASSES'][0] == 'red flat'
@@ -358,3 +363,52 @@ def test_a_killed_rank_stops_the_run(demo_data, tmp_path):
     assert osp.isfile(osp.join(work, 'iter_1.pth'))
     assert not glob.glob(osp.join(work, 'iter_[234].pth'))
     assert not glob.glob(osp.join(work, '*.tmp-*'))  # rank 0, stopped by torchrun, left no temporary file
+
+
+@pytest.fixture(scope='module')
+def tensorboard_run(demo_data, tmp_path_factory):
+    """4 iterations of the TensorBoard example config, every iteration logged, evaluations after
+    iterations 2 and 4 (on 4 validation images: MMSeg's hooks would log 'iter' 4 for both).
+    Returns the work dir, its json log and that log's training and validation lines."""
+    work = str(tmp_path_factory.mktemp('tensorboard'))
+    run([PY, 'tools/train.py', osp.join(ROOT, 'configs/demo/cascade_clip_tiny_synthetic_tensorboard.py'),
+         '--work-dir', work, '--seed', '0', '--cfg-options', *options(demo_data, iters=4, interval=2)])
+    (log,) = glob.glob(osp.join(work, '*.log.json'))
+    records = [json.loads(line) for line in open(log).read().splitlines()[1:]]  # after the run's meta
+    return (work, log, [r for r in records if r['mode'] == 'train'],
+            [r for r in records if r['mode'] == 'val'])
+
+
+def test_tensorboard_hook_writes_the_logged_scalars(tensorboard_run):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    work, _, train, val = tensorboard_run
+    assert len(glob.glob(osp.join(work, 'tf_logs', 'events.out.tfevents.*'))) == 1
+    events = EventAccumulator(osp.join(work, 'tf_logs'))
+    events.Reload()
+    assert [r['iter'] for r in train] == [1, 2, 3, 4]
+    assert [r['iter'] for r in val] == [2, 4]  # the iterations evaluated, in the json log too
+    for tag, lines, key in (('train/loss', train, 'loss'), ('train/decode.loss_mask', train, 'decode.loss_mask'),
+                            ('val/mIoU', val, 'mIoU'), ('val/mIoU_unseen', val, 'mIoU_unseen'),
+                            ('val/hIoU', val, 'hIoU')):
+        scalars = events.Scalars(tag)
+        assert [s.step for s in scalars] == [r['iter'] for r in lines], tag
+        # float32 in the event file, 5 decimals in the json log
+        assert [s.value for s in scalars] == pytest.approx([r[key] for r in lines], rel=1e-6, abs=1e-5), tag
+
+
+def test_analyze_logs_on_the_log_of_a_real_training(tensorboard_run, tmp_path, capsys):
+    from tools import analyze_logs
+    _, log, train, val = tensorboard_run
+    out = tmp_path / 'curves.png'
+    fig = analyze_logs.main([log, '--keys', 'loss', 'mIoU', 'hIoU', '--out', str(out)])
+    assert out.read_bytes().startswith(b'\x89PNG\r\n\x1a\n')
+    loss, miou, hiou = fig.axes
+    assert list(loss.lines[0].get_xdata()) == [1, 2, 3, 4]
+    assert list(loss.lines[0].get_ydata()) == [r['loss'] for r in train]
+    assert list(miou.lines[0].get_xdata()) == [2, 4] == list(hiou.lines[0].get_xdata())
+    assert list(miou.lines[0].get_ydata()) == [r['mIoU'] for r in val]
+    times = [r['time'] for r in train[1:]]
+    row = next(line for line in capsys.readouterr().out.splitlines() if log in line)
+    cells = [c.strip() for c in row.strip('|').split('|')]
+    assert cells[1] == f'{sum(times) / 3:.4f}' and cells[4] == '3'
+    assert cells[2] == f'{max(times):.4f} ({2 + times.index(max(times))})'
