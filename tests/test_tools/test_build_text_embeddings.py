@@ -125,3 +125,31 @@ def test_wide_vocabulary_and_voc21_class_lists(tiny_clip, tmp_path, dataset, n, 
     # rows in label order: the first and last rows are those names' embeddings
     np.testing.assert_allclose(arr[[0, -1]], direct(tiny_clip[0], [first, last], ['a photo of a {}']),
                                atol=1e-5)
+
+
+def test_classes_file_in_windows_1252_is_named(tiny_clip, tmp_path):
+    from tools import build_text_embeddings
+    f = tmp_path / 'classes.txt'
+    f.write_bytes('road\ncafé\n'.encode('cp1252'))  # é is the byte 0xe9, at offset 8
+    out = tmp_path / 'e.npy'
+    with pytest.raises(SystemExit) as e:
+        build_text_embeddings.main(['--clip', tiny_clip[0], '--classes-file', str(f), '--out',
+                                    str(out), '--heads', '4'])
+    assert str(e.value) == (
+        f'class file {f} is not UTF-8 text: byte 8 (line 2) is 0xe9 (invalid continuation '
+        f'byte). Save it as UTF-8; a file from Windows (Windows-1252) converts with '
+        f'`iconv -f WINDOWS-1252 -t UTF-8 {f} > {tmp_path}/classes.utf8.txt`')
+    assert not out.exists()
+
+
+def test_classes_file_with_a_byte_order_mark(tiny_clip, tmp_path):
+    """A UTF-8 file from Windows: byte-order mark and CRLF line ends; the first name is
+    "café", not "\\ufeffcafé"."""
+    from tools import build_text_embeddings
+    f = tmp_path / 'classes.txt'
+    f.write_bytes(b'\xef\xbb\xbf' + 'café\r\nroad\r\n'.encode('utf-8'))
+    out = tmp_path / 'e.npy'
+    build_text_embeddings.main(['--clip', tiny_clip[0], '--classes-file', str(f), '--out',
+                                str(out), '--heads', '4', '--device', 'cpu'])
+    np.testing.assert_allclose(np.load(out), direct(tiny_clip[0], ['café', 'road'],
+                                                    ['a photo of a {}']), atol=1e-6)
