@@ -153,3 +153,24 @@ def test_classes_file_with_a_byte_order_mark(tiny_clip, tmp_path):
                                 str(out), '--heads', '4', '--device', 'cpu'])
     np.testing.assert_allclose(np.load(out), direct(tiny_clip[0], ['café', 'road'],
                                                     ['a photo of a {}']), atol=1e-6)
+
+
+def test_output_is_written_whole_or_not_at_all(tiny_clip, tmp_path, monkeypatch):
+    """A write that fails half way (disk full) leaves neither the output nor a temporary file,
+    and a previous output of that name as it was."""
+    import errno
+    from tools import build_text_embeddings
+    out = tmp_path / 'out' / 'e.npy'
+    out.parent.mkdir()
+    out.write_bytes(b'previous')
+
+    def half_write(f, arr):
+        f.write(b'\x93NUMPY')
+        raise OSError(errno.ENOSPC, 'No space left on device')
+
+    monkeypatch.setattr(build_text_embeddings.np, 'save', half_write)
+    with pytest.raises(OSError, match=f'could not write {out}: no space left on the device'):
+        build_text_embeddings.main(['--clip', tiny_clip[0], '--classes', 'road', '--out',
+                                    str(out), '--heads', '4', '--device', 'cpu'])
+    assert sorted(p.name for p in out.parent.iterdir()) == ['e.npy']
+    assert out.read_bytes() == b'previous'
