@@ -77,6 +77,14 @@ def save(arr, path, logger):
     print_log(f'wrote {path}: {arr.shape[0]} classes x {arr.shape[1]}', logger)
 
 
+def text_encoder(args) -> CLIPTextEncoder:
+    """The text encoder of ``--clip``; a file that cannot be used ends the tool with its message."""
+    try:
+        return CLIPTextEncoder.from_clip(args.clip, heads=args.heads).to(args.device)
+    except (OSError, ValueError) as e:  # CheckpointError is a ValueError
+        raise SystemExit(str(e))
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--clip', required=True,
@@ -105,7 +113,7 @@ def main(argv=None):
     if not args.published and not args.out:
         parser.error('--out is required')
     if args.published:
-        encoder = CLIPTextEncoder.from_clip(args.clip, heads=args.heads).to(args.device)
+        encoder = text_encoder(args)
         for fname, (dataset, template) in PUBLISHED.items():
             arr = build(encoder, dataset_classes(dataset), template, args.batch_size, logger)
             save(arr, osp.join(args.out_dir, fname), logger)
@@ -121,7 +129,7 @@ def main(argv=None):
         check_class_names(names, source)
     except (OSError, ValueError) as e:
         raise SystemExit(str(e))
-    encoder = CLIPTextEncoder.from_clip(args.clip, heads=args.heads).to(args.device)
+    encoder = text_encoder(args)
     save(build(encoder, names, args.template, args.batch_size, logger), args.out, logger)
 
 

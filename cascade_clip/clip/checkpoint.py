@@ -129,12 +129,17 @@ def looks_like_safetensors(path: str) -> bool:
 def check_openai_release(path: str) -> None:
     """Warn (naming the file and both hashes) when a file named as one of OpenAI's releases
     (:data:`OPENAI_RELEASES`) has another SHA-256 than the release."""
+    if osp.basename(path) in OPENAI_RELEASES:
+        st = os.stat(path)
+        _check_release(path, st.st_size, st.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=8)
+def _check_release(path: str, size: int, mtime_ns: int) -> None:
+    """:func:`check_openai_release` once per file version: the image and the text encoders
+    read the same CLIP file."""
     name = osp.basename(path)
-    expected = OPENAI_RELEASES.get(name)
-    if expected is None:
-        return
-    st = os.stat(path)
-    actual = sha256_of(osp.realpath(path), st.st_size, st.st_mtime_ns)
+    expected, actual = OPENAI_RELEASES[name], sha256_of(path)
     if actual != expected:
         print_log(f'{path} has SHA-256 {actual}, but OpenAI\'s {name} has {expected} '
                   f'({OPENAI_URL.format(sha256=expected, name=name)}): the file is damaged or '
@@ -145,10 +150,8 @@ def check_openai_release(path: str) -> None:
 HASH_CHUNK = 16 << 20  # release files are 150-900 MB
 
 
-@functools.lru_cache(maxsize=8)
-def sha256_of(path: str, size: int, mtime_ns: int) -> str:
-    """SHA-256 of a file read in chunks of :data:`HASH_CHUNK` bytes; cached per (path, size,
-    mtime), since the image and the text encoders read the same CLIP file."""
+def sha256_of(path: str) -> str:
+    """SHA-256 of a file, read in chunks of :data:`HASH_CHUNK` bytes."""
     digest = hashlib.sha256()
     with open(path, 'rb') as f:
         for chunk in iter(lambda: f.read(HASH_CHUNK), b''):
