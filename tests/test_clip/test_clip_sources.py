@@ -251,6 +251,10 @@ def test_foreign_weights_name_the_file_and_the_layouts(tmp_path, name):
     assert '"visual.conv1.weight"' in msg
     assert 'Hugging Face transformers CLIPModel (model.safetensors, pytorch_model.bin)' in msg
     assert '"vision_model.embeddings.patch_embedding.weight"' in msg
+    out = tmp_path / 'e.npy'
+    with pytest.raises(SystemExit) as e:  # the tool ends with the message, no traceback
+        build_text_embeddings.main(['--clip', path, '--classes', 'road', '--out', str(out)])
+    assert str(e.value) == msg and not out.exists()
 
 
 @pytest.mark.parametrize('data', [b'not a safetensors file at all',
