@@ -348,3 +348,20 @@ def test_hash_is_read_in_chunks(tmp_path, monkeypatch):
     monkeypatch.undo()
     assert got == hashlib.sha256(data).hexdigest()
     assert len(reads) == len(data) // 4096 + 2 and set(reads) == {4096}  # last: b'' at the end
+
+
+def test_model_config_reads_hf_weights_for_both_encoders(tiny_clip, tmp_path):
+    """A model config's `pretrained` (image encoder) and `pretrained_text` (text encoder) take
+    Hugging Face's file as they take OpenAI's archive: the built models hold the same CLIP
+    weights."""
+    from tests.tiny import build, tiny_model_cfg
+    hf = write(to_hugging_face(tiny_clip[2]), str(tmp_path / 'model.safetensors'))
+    torch.manual_seed(0)
+    a = build(tiny_model_cfg(pretrained=hf, pretrained_text=hf)).state_dict()
+    torch.manual_seed(0)
+    b = build(tiny_model_cfg(pretrained=tiny_clip[0], pretrained_text=tiny_clip[0])).state_dict()
+    assert a.keys() == b.keys()
+    for k in a:  # the CLIP weights, and the rest from the same seed
+        assert torch.equal(a[k], b[k]), k
+    assert torch.equal(a['text_encoder.text_projection'], tiny_clip[2]['text_projection'])
+    assert torch.equal(a['backbone.proj'], tiny_clip[2]['visual.proj'])
