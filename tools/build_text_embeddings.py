@@ -10,7 +10,6 @@ templates, re-normalised. Rows are float32, L2-normalised, in the class order gi
 ``--published`` writes the three files the published configs read.
 """
 import argparse
-import os
 import os.path as osp
 import sys
 
@@ -22,6 +21,7 @@ import torch  # noqa: E402
 from mmcv.utils import get_logger, print_log  # noqa: E402
 
 from cascade_clip.models.vocabulary import check_class_names  # noqa: E402
+from cascade_clip.utils.files import atomic_output, read_text  # noqa: E402
 from cascade_clip.utils.vocabulary_names import parse_class_list  # noqa: E402
 from cascade_clip.clip import MULTI_TEMPLATES, SINGLE_TEMPLATE  # noqa: E402
 from cascade_clip.models.backbones import CLIPTextEncoder  # noqa: E402
@@ -72,23 +72,32 @@ def build(encoder, names, template, batch_size, logger):
 
 
 def save(arr, path, logger):
-    mmcv.mkdir_or_exist(osp.dirname(osp.abspath(path)))
-    tmp = path + '.tmp.npy'
-    np.save(tmp, arr)
-    os.replace(tmp, path)
+    with atomic_output(path) as tmp, open(tmp, 'wb') as f:  # a file: np.save adds no .npy
+        np.save(f, arr)
     print_log(f'wrote {path}: {arr.shape[0]} classes x {arr.shape[1]}', logger)
+
+
+def text_encoder(args) -> CLIPTextEncoder:
+    """The text encoder of ``--clip``; a file that cannot be used ends the tool with its message."""
+    try:
+        return CLIPTextEncoder.from_clip(args.clip, heads=args.heads).to(args.device)
+    except (OSError, ValueError) as e:  # CheckpointError is a ValueError
+        raise SystemExit(str(e))
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--clip', required=True, help='CLIP checkpoint (e.g. clip_pretrain/ViT-B-16.pt)')
+    parser.add_argument('--clip', required=True,
+                        help='CLIP weights: OpenAI\'s ViT-B-16.pt, open_clip\'s copy '
+                        '(open_clip_model.safetensors) or Hugging Face\'s CLIPModel '
+                        '(model.safetensors, pytorch_model.bin); told apart by their keys')
     src = parser.add_mutually_exclusive_group()
     src.add_argument('--dataset', choices=list(DATASETS),
                      help='class names of a dataset, in its label order')
     src.add_argument('--classes', help='comma-separated class names; quote a name that holds a '
                      'comma: \'"ice cream, vanilla",dog\'')
-    src.add_argument('--classes-file', help='a file with one class name per line (or commas, '
-                     'quoted as in CSV)')
+    src.add_argument('--classes-file', help='a UTF-8 file with one class name per line (or '
+                     'commas, quoted as in CSV)')
     src.add_argument('--published', action='store_true',
                      help='write the three files the published configs read into --out-dir')
     parser.add_argument('--template', choices=['single', 'multi'], default='single')
@@ -103,24 +112,24 @@ def main(argv=None):
         parser.error('give --dataset, --classes, --classes-file or --published')
     if not args.published and not args.out:
         parser.error('--out is required')
-    encoder = CLIPTextEncoder.from_clip(args.clip, heads=args.heads).to(args.device)
     if args.published:
+        encoder = text_encoder(args)
         for fname, (dataset, template) in PUBLISHED.items():
             arr = build(encoder, dataset_classes(dataset), template, args.batch_size, logger)
             save(arr, osp.join(args.out_dir, fname), logger)
         return
-    if args.dataset:
-        names, source = dataset_classes(args.dataset), f'--dataset {args.dataset}'
-    elif args.classes is not None:
-        names, source = parse_class_list(args.classes), '--classes'
-    else:
-        if not osp.isfile(args.classes_file):
-            raise SystemExit(f'class file not found: {args.classes_file}')
-        names, source = parse_class_list(open(args.classes_file).read()), args.classes_file
-    try:
+    try:  # the class names first: a bad list fails before the CLIP file is read
+        if args.dataset:
+            names, source = dataset_classes(args.dataset), f'--dataset {args.dataset}'
+        elif args.classes is not None:
+            names, source = parse_class_list(args.classes), '--classes'
+        else:
+            names = parse_class_list(read_text(args.classes_file, 'class file'))
+            source = args.classes_file
         check_class_names(names, source)
-    except ValueError as e:
+    except (OSError, ValueError) as e:
         raise SystemExit(str(e))
+    encoder = text_encoder(args)
     save(build(encoder, names, args.template, args.batch_size, logger), args.out, logger)
 
 

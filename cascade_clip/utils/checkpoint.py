@@ -1,6 +1,7 @@
 """Safe reading of checkpoint files, and strict matching of a state dict against a model.
 
-Every checkpoint the project reads goes through :func:`safe_load`: ``torch.load`` with
+Every checkpoint the project reads goes through :func:`safe_load` (``.safetensors`` files,
+which hold no pickle, through :func:`read_safetensors`): ``torch.load`` with
 ``weights_only=True``, so a pickle can only rebuild tensors, containers and plain Python
 values, plus the few extra types listed in :data:`ALLOWED_GLOBALS`. Anything else is refused
 before it is built (nothing in the file runs), with an error naming the file and the types.
@@ -79,6 +80,25 @@ def safe_load(path: str, map_location='cpu') -> object:
     except Exception as e:  # noqa: B902 - a foreign file fails anywhere inside the unpickler
         raise CheckpointError(f'{path} is not a torch checkpoint (a file written by torch.save: '
                               f'{type(e).__name__}: {_short(e)})') from None
+
+
+def read_safetensors(path: str) -> Dict[str, torch.Tensor]:
+    """The tensors of the ``.safetensors`` file ``path`` (a JSON header and raw bytes: nothing
+    is unpickled). The ``safetensors`` package checks the header's offsets against the file's
+    size before reading.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        CheckpointError: the file is not a valid .safetensors file (the message names it).
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+    if not osp.isfile(path):
+        raise FileNotFoundError(f'checkpoint not found: {path}')
+    try:
+        return load_file(path, device='cpu')
+    except (SafetensorError, OSError, ValueError, TypeError, RuntimeError) as e:
+        raise CheckpointError(f'{path} is not a valid .safetensors file ({_short(e)})') from None
 
 
 def _unsafe_globals(path: str) -> List[str]:

@@ -1,4 +1,6 @@
-"""Files in and out: declared sizes checked before reading, outputs written whole or not at all."""
+"""Files in and out: declared sizes checked before reading, text read as UTF-8 with named
+errors, outputs written whole or not at all."""
+import codecs
 import contextlib
 import errno
 import os
@@ -11,12 +13,43 @@ import numpy as np
 T = TypeVar('T')
 
 
-def check_declared_size(path: str, what: str, declared: int, available: int) -> None:
-    """ValueError naming ``path`` when a header declares more (or other) data than the file
-    holds: checked before reading, so a forged size cannot make the reader allocate it."""
-    if declared != available:
+def check_declared_size(path: str, what: str, declared: int, available: int,
+                        at_most: bool = False) -> None:
+    """ValueError naming ``path`` when a header declares other data than the file holds (more
+    than it holds, with ``at_most``): checked before reading, so a forged size cannot make the
+    reader allocate it."""
+    if declared > available or (declared != available and not at_most):
         raise ValueError(f'{path}: {what} declares {declared} bytes of data, but the file holds '
-                         f'{available}: the file is damaged, truncated or forged')
+                         f'{"at most " if at_most else ""}{available}: the file is damaged, '
+                         f'truncated or forged')
+
+
+def read_text(path: str, what: str) -> str:
+    """The text of the file ``path`` read as UTF-8 (a byte-order mark removed, line ends
+    ``\\r\\n`` and ``\\r`` read as ``\\n``); ``what`` names the file in messages, e.g.
+    'class file'.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: the file is not UTF-8; the message gives the byte offset and line of the
+            first byte that is not, and how to convert the file.
+    """
+    if not osp.isfile(path):
+        raise FileNotFoundError(f'{what} not found: {path}')
+    with open(path, 'rb') as f:
+        data = f.read()
+    bom = len(codecs.BOM_UTF8) if data.startswith(codecs.BOM_UTF8) else 0
+    try:
+        text = data[bom:].decode('utf-8')
+    except UnicodeDecodeError as e:
+        offset = bom + e.start
+        line = data.count(b'\n', 0, offset) + 1
+        raise ValueError(
+            f'{what} {path} is not UTF-8 text: byte {offset} (line {line}) is 0x{data[offset]:02x} '
+            f'({e.reason}). Save it as UTF-8; a file from Windows (Windows-1252) converts with '
+            f'`iconv -f WINDOWS-1252 -t UTF-8 {path} > {osp.splitext(path)[0]}.utf8'
+            f'{osp.splitext(path)[1]}`') from None
+    return text.replace('\r\n', '\n').replace('\r', '\n')
 
 
 def read_npy(path: str, want: str) -> np.ndarray:

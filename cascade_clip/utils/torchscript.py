@@ -14,9 +14,14 @@ which builds only tensors (from the zip's bytes), ordered dicts, plain lists and
 stand-ins for the archive's classes; any other global the pickle names is refused before
 anything is built. Walking the stand-ins gives the state dict that TorchScript's loader's
 ``state_dict()`` would give (same keys, order and values).
+
+Sizes are checked before anything is read (:func:`check_entry_sizes`): every entry's declared
+size against the bytes the file holds for it and a plausible compression ratio, and each
+storage entry against the tensor the pickle says it holds.
 """
 import ast
 import io
+import os
 import pickle
 import re
 import sys
@@ -27,9 +32,15 @@ from typing import Dict, List, Optional, Tuple
 import torch
 
 from .checkpoint import CheckpointError
+from .files import check_declared_size
 
 ZIP_MAGIC = (b'PK\x03\x04', b'PK\x05\x06')  # a zip's first entry, or an empty zip
 MAX_PICKLE_BYTES = 256 << 20  # data.pkl and code files are small (ViT-L/14: < 1 MiB)
+# torch.jit.save stores entries uncompressed; fp16/fp32 weights deflate by ~1.1x. An entry
+# (or the archive) inflating by more is built to exhaust memory. Entries up to the slack
+# (code, small pickles) may compress better.
+MAX_INFLATION = 16
+INFLATION_SLACK = 1 << 20
 MAX_DEPTH = 64  # module nesting (OpenAI CLIP: 6)
 
 # storage classes a TorchScript pickle names (``torch.FloatStorage``, ...) -> dtype
@@ -219,12 +230,42 @@ class _ClassInfo:
         self.own_setstate = False
 
 
-def _read_small(zf: zipfile.ZipFile, name: str, path: str) -> bytes:
-    info = zf.getinfo(name)
-    if info.file_size > MAX_PICKLE_BYTES:
-        raise CheckpointError(f'{path}: entry {name} is {info.file_size} bytes, more than a '
-                              f'TorchScript archive holds there')
-    return zf.read(info)
+def check_entry_sizes(zf: zipfile.ZipFile, path: str, root: str) -> None:
+    """Refuse, before any entry is read, an archive whose entries declare implausible sizes:
+    more compressed bytes than the file holds, a stored entry whose size differs from its
+    stored bytes, an entry or a total inflating by more than :data:`MAX_INFLATION`, or an entry
+    outside ``<root>/data/`` (pickles, code) larger than :data:`MAX_PICKLE_BYTES`.
+
+    Raises:
+        CheckpointError: naming ``path`` and the entry.
+    """
+    archive = os.path.getsize(path)
+    total = 0
+    try:
+        for info in zf.infolist():
+            name = info.filename
+            check_declared_size(path, f'its entry {name} (compressed)', info.compress_size,
+                                archive - info.header_offset, at_most=True)
+            if info.compress_type == zipfile.ZIP_STORED:
+                check_declared_size(path, f'its stored entry {name}', info.file_size,
+                                    info.compress_size)
+            total += info.file_size
+            if (info.file_size > MAX_INFLATION * info.compress_size + INFLATION_SLACK
+                    or total > MAX_INFLATION * archive + INFLATION_SLACK):
+                raise CheckpointError(
+                    f'refused to read {path}: its entry {name} declares {info.file_size} bytes '
+                    f'compressed into {info.compress_size} (entries so far: {total} bytes from '
+                    f'a {archive}-byte file); weights do not compress that much, so the '
+                    f'archive is damaged or built to exhaust memory. Nothing was read from it')
+            if not name.startswith(f'{root}/data/') and info.file_size > MAX_PICKLE_BYTES:
+                raise CheckpointError(
+                    f'refused to read {path}: its entry {name} declares {info.file_size} bytes, '
+                    f'more than a TorchScript archive holds outside data/ (at most '
+                    f'{MAX_PICKLE_BYTES}). Nothing was read from it')
+    except CheckpointError:
+        raise
+    except ValueError as e:  # check_declared_size's
+        raise CheckpointError(str(e)) from None
 
 
 def _class_infos(zf: zipfile.ZipFile, root: str, module: str, path: str) -> Dict[str, _ClassInfo]:
@@ -232,10 +273,12 @@ def _class_infos(zf: zipfile.ZipFile, root: str, module: str, path: str) -> Dict
     they define ``__setstate__``. The source is scanned as text, never compiled."""
     name = f'{root}/code/' + module.replace('.', '/') + '.py'
     try:
-        text = _read_small(zf, name, path).decode('utf-8')
+        text = zf.read(name).decode('utf-8')
     except KeyError:
         raise CheckpointError(f'{path} is not a usable TorchScript archive: it has no {name} '
                               f'describing the class(es) of {module}') from None
+    except (zipfile.BadZipFile, UnicodeDecodeError) as e:
+        raise CheckpointError(f'{path} is a damaged TorchScript archive ({name}: {e})') from None
     infos: Dict[str, _ClassInfo] = {}
     current = None
     for line in text.splitlines():
@@ -275,8 +318,9 @@ def read_torchscript_state_dict(path: str) -> 'OrderedDict[str, torch.Tensor]':
         if root is None or f'{root}/data.pkl' not in zf.namelist():
             raise CheckpointError(f'{path} is not a TorchScript archive (no <root>/constants.pkl '
                                   f'and <root>/data.pkl)')
+        check_entry_sizes(zf, path, root)
         try:
-            data = _read_small(zf, f'{root}/data.pkl', path)
+            data = zf.read(f'{root}/data.pkl')
             unpickler = _ArchiveUnpickler(zf, root, path, data)
             top = unpickler.load()
         except CheckpointError:

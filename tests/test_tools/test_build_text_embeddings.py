@@ -125,3 +125,52 @@ def test_wide_vocabulary_and_voc21_class_lists(tiny_clip, tmp_path, dataset, n, 
     # rows in label order: the first and last rows are those names' embeddings
     np.testing.assert_allclose(arr[[0, -1]], direct(tiny_clip[0], [first, last], ['a photo of a {}']),
                                atol=1e-5)
+
+
+def test_classes_file_in_windows_1252_is_named(tiny_clip, tmp_path):
+    from tools import build_text_embeddings
+    f = tmp_path / 'classes.txt'
+    f.write_bytes('road\ncafé\n'.encode('cp1252'))  # é is the byte 0xe9, at offset 8
+    out = tmp_path / 'e.npy'
+    with pytest.raises(SystemExit) as e:
+        build_text_embeddings.main(['--clip', tiny_clip[0], '--classes-file', str(f), '--out',
+                                    str(out), '--heads', '4'])
+    assert str(e.value) == (
+        f'class file {f} is not UTF-8 text: byte 8 (line 2) is 0xe9 (invalid continuation '
+        f'byte). Save it as UTF-8; a file from Windows (Windows-1252) converts with '
+        f'`iconv -f WINDOWS-1252 -t UTF-8 {f} > {tmp_path}/classes.utf8.txt`')
+    assert not out.exists()
+
+
+def test_classes_file_with_a_byte_order_mark(tiny_clip, tmp_path):
+    """A UTF-8 file from Windows: byte-order mark and CRLF line ends; the first name is
+    "café", not "\\ufeffcafé"."""
+    from tools import build_text_embeddings
+    f = tmp_path / 'classes.txt'
+    f.write_bytes(b'\xef\xbb\xbf' + 'café\r\nroad\r\n'.encode('utf-8'))
+    out = tmp_path / 'e.npy'
+    build_text_embeddings.main(['--clip', tiny_clip[0], '--classes-file', str(f), '--out',
+                                str(out), '--heads', '4', '--device', 'cpu'])
+    np.testing.assert_allclose(np.load(out), direct(tiny_clip[0], ['café', 'road'],
+                                                    ['a photo of a {}']), atol=1e-6)
+
+
+def test_output_is_written_whole_or_not_at_all(tiny_clip, tmp_path, monkeypatch):
+    """A write that fails half way (disk full) leaves neither the output nor a temporary file,
+    and a previous output of that name as it was."""
+    import errno
+    from tools import build_text_embeddings
+    out = tmp_path / 'out' / 'e.npy'
+    out.parent.mkdir()
+    out.write_bytes(b'previous')
+
+    def half_write(f, arr):
+        f.write(b'\x93NUMPY')
+        raise OSError(errno.ENOSPC, 'No space left on device')
+
+    monkeypatch.setattr(build_text_embeddings.np, 'save', half_write)
+    with pytest.raises(OSError, match=f'could not write {out}: no space left on the device'):
+        build_text_embeddings.main(['--clip', tiny_clip[0], '--classes', 'road', '--out',
+                                    str(out), '--heads', '4', '--device', 'cpu'])
+    assert sorted(p.name for p in out.parent.iterdir()) == ['e.npy']
+    assert out.read_bytes() == b'previous'

@@ -208,3 +208,104 @@ def test_tool_and_model_refuse_the_archive_before_it_writes(tmp_path):
                        cwd=root, env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode != 0 and f'refused to read {evil}: its class __torch__.' in r.stderr
     assert not target.exists() and not (tmp_path / 'emb.npy').exists()
+
+
+# ---------------------------------------------------------------- sizes checked before reading
+def patch_entry(path, name, method=None, crc=None, usize=None) -> None:
+    """Rewrite, in place, the compression method, CRC and uncompressed size that the local
+    header and the central directory of the zip ``path`` declare for the entry ``name``."""
+    import struct
+    data = bytearray(open(path, 'rb').read())
+    raw = name.encode()
+    with zipfile.ZipFile(path) as z:
+        local = z.getinfo(name).header_offset
+    central = [i for i in range(len(data)) if data[i:i + 4] == b'PK\x01\x02'
+               and data[i + 46:i + 46 + len(raw)] == raw]
+    assert data[local:local + 4] == b'PK\x03\x04' and len(central) == 1
+    # (method, crc, uncompressed size) offsets: local header 8/14/22, central record 10/16/24
+    for base, (m, c, u) in ((local, (8, 14, 22)), (central[0], (10, 16, 24))):
+        if method is not None:
+            struct.pack_into('<H', data, base + m, method)
+        if crc is not None:
+            struct.pack_into('<I', data, base + c, crc)
+        if usize is not None:
+            struct.pack_into('<I', data, base + u, usize)
+    open(path, 'wb').write(bytes(data))
+
+
+def deflated_zeros(mib: int) -> bytes:
+    """A raw deflate stream of ``mib`` MiB of zero bytes, ~1 KiB per MiB: one flushed segment
+    repeated (a full flush resets the history, so the segments are interchangeable)."""
+    import zlib
+    co = zlib.compressobj(9, zlib.DEFLATED, -15)
+    segment = co.compress(bytes(1 << 20)) + co.flush(zlib.Z_FULL_FLUSH)
+    return segment * mib + co.flush()
+
+
+class OneTensor(nn.Module):
+
+    def __init__(self, n: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.zeros(n))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+
+def test_stored_entry_declaring_a_huge_size_is_refused_before_reading(tiny_clip, tmp_path):
+    forged = tmp_path / 'forged.pt'
+    rewrite(tiny_clip[0], forged, {})
+    stored = zipfile.ZipFile(forged).getinfo('tiny-ViT/data/0').compress_size
+    patch_entry(forged, 'tiny-ViT/data/0', usize=1_500_000_000)
+    with pytest.raises(CheckpointError) as e:
+        load_clip_state_dict(str(forged))
+    assert str(e.value) == (f'{forged}: its stored entry tiny-ViT/data/0 declares 1500000000 '
+                            f'bytes of data, but the file holds {stored}: the file is damaged, '
+                            f'truncated or forged')
+
+
+def test_inflating_entry_is_refused_before_reading(tmp_path, monkeypatch):
+    """A 1.4 MB archive whose pickle references a 1.5 GB tensor held by a data/0 entry of
+    deflated zeros (the sizes agree, so only the compression ratio gives it away): refused
+    before any entry is opened, and memory stays small."""
+    import resource
+    import struct
+    small, numel = 70001, 375_000_000  # 1.5 GB of float32
+    src = tmp_path / 'src.pt'
+    script_save(OneTensor(small), src)
+    with zipfile.ZipFile(src) as z:
+        root = z.namelist()[0].split('/')[0]
+        pkl = z.read(f'{root}/data.pkl')
+    # the storage's element count and the tensor's size are both pickled as BININT
+    assert pkl.count(b'J' + struct.pack('<i', small)) == 2
+    pkl = pkl.replace(b'J' + struct.pack('<i', small), b'J' + struct.pack('<i', numel))
+    bomb = tmp_path / 'ViT-B-16-bomb.pt'
+    rewrite(src, bomb, {'/data.pkl': pkl, '/data/0': deflated_zeros(1430)})
+    patch_entry(bomb, f'{root}/data/0', method=zipfile.ZIP_DEFLATED, usize=numel * 4)
+    info = zipfile.ZipFile(bomb).getinfo(f'{root}/data/0')
+    assert info.file_size == numel * 4 and os.path.getsize(bomb) < 1_500_000
+
+    opened = []
+    real_open = zipfile.ZipFile.open
+    monkeypatch.setattr(zipfile.ZipFile, 'open', lambda self, name, *a, **k: (
+        opened.append(getattr(name, 'filename', name)), real_open(self, name, *a, **k))[1])
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(CheckpointError) as e:
+        load_clip_state_dict(str(bomb))
+    grown_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+    assert str(e.value).startswith(
+        f'refused to read {bomb}: its entry {root}/data/0 declares 1500000000 bytes compressed '
+        f'into {info.compress_size}')
+    assert 'Nothing was read from it' in str(e.value)
+    assert opened == []  # refused from the zip's directory alone
+    assert grown_kib < 1 << 20  # coarse: well under the 1.5 GB the entry inflates to
+
+
+def test_large_pickle_entry_is_refused_before_reading(tiny_clip, tmp_path, monkeypatch):
+    import cascade_clip.utils.torchscript as ts
+    size = zipfile.ZipFile(tiny_clip[0]).getinfo('tiny-ViT/data.pkl').file_size
+    monkeypatch.setattr(ts, 'MAX_PICKLE_BYTES', size - 1)
+    with pytest.raises(CheckpointError, match=f'refused to read {tiny_clip[0]}: its entry '
+                       f'tiny-ViT/data.pkl declares {size} bytes, more than a TorchScript '
+                       f'archive holds outside data/'):
+        load_clip_state_dict(tiny_clip[0])

@@ -69,9 +69,13 @@ class CLIPTextEncoder(BaseModule):
     def init_weights(self, pretrained: Optional[str] = None) -> None:
         """Load the text tower of a CLIP file; it must give every parameter of the encoder."""
         pretrained = pretrained or self.pretrained
-        if not isinstance(pretrained, str):
-            return
-        state_dict = convert_clip_text(load_clip_state_dict(pretrained), self.context_length)
+        if isinstance(pretrained, str):
+            self.load_clip(load_clip_state_dict(pretrained), pretrained)
+
+    def load_clip(self, clip_state_dict: dict, pretrained: str) -> None:
+        """Load the text tower of a CLIP state dict (OpenAI's layout) read from ``pretrained``;
+        it must give every parameter of the encoder."""
+        state_dict = convert_clip_text(clip_state_dict, self.context_length)
         if 'token_embedding.weight' not in state_dict:
             raise ValueError(f'{pretrained} has no text-encoder keys ("token_embedding.weight", '
                              f'"transformer.*")')
@@ -99,7 +103,7 @@ class CLIPTextEncoder(BaseModule):
                   vocab_size=sd['token_embedding.weight'].shape[0], transformer_width=width,
                   transformer_heads=heads or max(1, width // 64), transformer_layers=layers,
                   embed_dim=sd['text_projection'].shape[1], pretrained=path)
-        enc.init_weights()
+        enc.load_clip(sd, path)  # the file read once
         return enc.eval()
 
     def forward(self, text: torch.Tensor) -> torch.Tensor:

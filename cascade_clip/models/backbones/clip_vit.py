@@ -28,7 +28,9 @@ class CLIPVisionTransformer(BaseModule):
         drop_path_rate: stochastic depth of the last block (linear from 0).
         out_indices: blocks whose output is returned.
         get_embeddings: also compute the projected dense and global embeddings.
-        pretrained: path of an OpenAI CLIP file (TorchScript archive or state dict).
+        pretrained: path of a CLIP file: OpenAI's TorchScript archive, open_clip's copy of it
+            or Hugging Face's CLIPModel (state dict or .safetensors; see
+            :func:`cascade_clip.clip.load_clip_state_dict`).
         with_cp: activation checkpointing (MMSeg's convention): in training, with gradients
             enabled, each transformer block runs under non-reentrant
             ``torch.utils.checkpoint`` (random state preserved, so drop-path and dropout
