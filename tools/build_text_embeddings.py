@@ -10,9 +10,9 @@ templates, re-normalised. Rows are float32, L2-normalised, in the class order gi
 ``--published`` writes the three files the published configs read.
 """
 import argparse
-import os
 import os.path as osp
 import sys
+from typing import List
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
@@ -22,6 +22,7 @@ import torch  # noqa: E402
 from mmcv.utils import get_logger, print_log  # noqa: E402
 
 from cascade_clip.models.vocabulary import check_class_names  # noqa: E402
+from cascade_clip.utils.files import atomic_output  # noqa: E402
 from cascade_clip.utils.vocabulary_names import parse_class_list  # noqa: E402
 from cascade_clip.clip import MULTI_TEMPLATES, SINGLE_TEMPLATE  # noqa: E402
 from cascade_clip.models.backbones import CLIPTextEncoder  # noqa: E402
@@ -72,11 +73,32 @@ def build(encoder, names, template, batch_size, logger):
 
 
 def save(arr, path, logger):
-    mmcv.mkdir_or_exist(osp.dirname(osp.abspath(path)))
-    tmp = path + '.tmp.npy'
-    np.save(tmp, arr)
-    os.replace(tmp, path)
+    with atomic_output(path) as tmp, open(tmp, 'wb') as f:
+        np.save(f, arr)
     print_log(f'wrote {path}: {arr.shape[0]} classes x {arr.shape[1]}', logger)
+
+
+def read_names(args) -> List[str]:
+    """Class names of --dataset, --classes or --classes-file; SystemExit naming the source when
+    the list is not valid."""
+    if args.dataset:
+        return dataset_classes(args.dataset)
+    if args.classes is not None:
+        text, source = args.classes, '--classes'
+    else:
+        if not osp.isfile(args.classes_file):
+            raise SystemExit(f'class file not found: {args.classes_file}')
+        with open(args.classes_file, encoding='utf-8') as f:
+            text, source = f.read(), args.classes_file
+    try:
+        names = parse_class_list(text)
+    except ValueError as e:
+        raise SystemExit(f'error: {source}: {e}')
+    try:
+        check_class_names(names, source)  # duplicates up to case and white space
+    except ValueError as e:
+        raise SystemExit(f'error: {e}')
+    return names
 
 
 def main(argv=None):
@@ -88,7 +110,7 @@ def main(argv=None):
     src.add_argument('--classes', help='comma-separated class names; quote a name that holds a '
                      'comma: \'"ice cream, vanilla",dog\'')
     src.add_argument('--classes-file', help='a file with one class name per line (or commas, '
-                     'quoted as in CSV)')
+                     'quoted as in CSV; blank lines skipped, empty names refused)')
     src.add_argument('--published', action='store_true',
                      help='write the three files the published configs read into --out-dir')
     parser.add_argument('--template', choices=['single', 'multi'], default='single')
@@ -103,24 +125,13 @@ def main(argv=None):
         parser.error('give --dataset, --classes, --classes-file or --published')
     if not args.published and not args.out:
         parser.error('--out is required')
+    names = None if args.published else read_names(args)  # before any work
     encoder = CLIPTextEncoder.from_clip(args.clip, heads=args.heads).to(args.device)
     if args.published:
         for fname, (dataset, template) in PUBLISHED.items():
             arr = build(encoder, dataset_classes(dataset), template, args.batch_size, logger)
             save(arr, osp.join(args.out_dir, fname), logger)
         return
-    if args.dataset:
-        names, source = dataset_classes(args.dataset), f'--dataset {args.dataset}'
-    elif args.classes is not None:
-        names, source = parse_class_list(args.classes), '--classes'
-    else:
-        if not osp.isfile(args.classes_file):
-            raise SystemExit(f'class file not found: {args.classes_file}')
-        names, source = parse_class_list(open(args.classes_file).read()), args.classes_file
-    try:
-        check_class_names(names, source)
-    except ValueError as e:
-        raise SystemExit(str(e))
     save(build(encoder, names, args.template, args.batch_size, logger), args.out, logger)
 
 
