@@ -23,7 +23,7 @@ from mmcv.utils import get_logger, print_log  # noqa: E402
 
 from cascade_clip.models.vocabulary import check_class_names  # noqa: E402
 from cascade_clip.utils.files import atomic_output  # noqa: E402
-from cascade_clip.utils.vocabulary_names import parse_class_list  # noqa: E402
+from cascade_clip.utils.vocabulary_names import parse_class_list, read_class_file  # noqa: E402
 from cascade_clip.clip import MULTI_TEMPLATES, SINGLE_TEMPLATE  # noqa: E402
 from cascade_clip.models.backbones import CLIPTextEncoder  # noqa: E402
 from cascade_clip.clip.text_embeddings import compute_text_embeddings  # noqa: E402
@@ -83,17 +83,13 @@ def read_names(args) -> List[str]:
     the list is not valid."""
     if args.dataset:
         return dataset_classes(args.dataset)
-    if args.classes is not None:
-        text, source = args.classes, '--classes'
-    else:
-        if not osp.isfile(args.classes_file):
-            raise SystemExit(f'class file not found: {args.classes_file}')
-        with open(args.classes_file, encoding='utf-8') as f:
-            text, source = f.read(), args.classes_file
     try:
-        names = parse_class_list(text)
-    except ValueError as e:
-        raise SystemExit(f'error: {source}: {e}')
+        if args.classes is not None:
+            names, source = parse_class_list(args.classes), '--classes'
+        else:  # its errors name the file
+            names, source = read_class_file(args.classes_file), args.classes_file
+    except (ValueError, FileNotFoundError) as e:
+        raise SystemExit(f'error: --classes: {e}' if args.classes is not None else f'error: {e}')
     try:
         check_class_names(names, source)  # duplicates up to case and white space
     except ValueError as e:

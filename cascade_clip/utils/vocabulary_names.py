@@ -2,6 +2,7 @@
 to case and white space."""
 import csv
 import io
+import os.path as osp
 import re
 from typing import List, Optional, Sequence
 
@@ -14,6 +15,18 @@ def normalise_name(name: str) -> str:
 def same_names(a: Sequence[str], b: Sequence[str]) -> bool:
     """Whether two class lists name the same classes in the same order."""
     return len(a) == len(b) and all(normalise_name(x) == normalise_name(y) for x, y in zip(a, b))
+
+
+def class_ids(classes: Sequence[str], names: Sequence[str]) -> List[int]:
+    """The ids (positions in ``classes``) of ``names``, compared up to case and white space;
+    ValueError naming every name that is not a class."""
+    index = {normalise_name(c): i for i, c in enumerate(classes)}
+    missing = [n for n in names if normalise_name(n) not in index]
+    if missing:
+        shown = ', '.join(classes[:12]) + (', ...' if len(classes) > 12 else '')
+        raise ValueError(f'{", ".join(map(repr, missing))}: not among the {len(classes)} classes '
+                         f'({shown})')
+    return [index[normalise_name(n)] for n in names]
 
 
 def parse_class_list(text: Optional[str]) -> List[str]:
@@ -42,3 +55,16 @@ def parse_class_list(text: Optional[str]) -> List[str]:
         raise ValueError(f'class name(s) number {", ".join(map(str, empty))} of {len(names)} are '
                          f'empty (two commas in a row or a trailing comma?)')
     return [n.strip() for n in names]
+
+
+def read_class_file(path: str) -> List[str]:
+    """The class names in the text file ``path``, read by :func:`parse_class_list` (one name
+    per line, or comma-separated); FileNotFoundError or ValueError naming the file."""
+    if not osp.isfile(path):
+        raise FileNotFoundError(f'class file not found: {path}')
+    with open(path, encoding='utf-8') as f:
+        text = f.read()
+    try:
+        return parse_class_list(text)
+    except ValueError as e:
+        raise ValueError(f'{path}: {e}') from None

@@ -30,3 +30,26 @@ def test_names_from_commas_lines_and_quotes(text, names):
 def test_refused_lists_name_what_is_wrong(text, message):
     with pytest.raises(ValueError, match=message):
         parse_class_list(text)
+
+
+def test_a_class_file_is_read_with_the_same_rule(tmp_path):
+    from cascade_clip.utils.vocabulary_names import read_class_file
+    f = tmp_path / 'classes.txt'
+    f.write_bytes(b'grass\r\n\r\n"table, wooden"\r\nsky\r\n')
+    assert read_class_file(str(f)) == ['grass', 'table, wooden', 'sky']
+    f.write_text('grass\nsky,\n')
+    with pytest.raises(ValueError, match=f'{f}: class name\\(s\\) number 3 of 3 are empty'):
+        read_class_file(str(f))
+    with pytest.raises(FileNotFoundError, match=f'class file not found: {tmp_path}/nope.txt'):
+        read_class_file(str(tmp_path / 'nope.txt'))
+
+
+def test_class_ids_by_name():
+    from cascade_clip.utils.vocabulary_names import class_ids
+    classes = ['grass', 'tree', 'sky', 'road', 'car']
+    assert class_ids(classes, ['car', ' Road ']) == [4, 3]
+    with pytest.raises(ValueError, match=r"^'carr', 'bus': not among the 5 classes \(grass, tree, sky, "
+                       r"road, car\)$"):
+        class_ids(classes, ['carr', 'sky', 'bus'])
+    with pytest.raises(ValueError, match=r'not among the 13 classes \(c0, c1, .*, c11, \.\.\.\)'):
+        class_ids([f'c{i}' for i in range(13)], ['x'])
