@@ -142,8 +142,11 @@ def main(argv=None) -> None:
             bar.update()
     if bar is not None:
         sys.stderr.write('\n')
-    written = [f'{what} in {d}' for what, d in (('overlays', args.out_dir), ('label maps', args.out_mask_dir))
-               if d] or [f'{what} {p}' for what, p in (('overlay', jobs[0][1]), ('label map', jobs[0][2])) if p]
+    if args.out_dir or args.out_mask_dir:
+        written = [f'{what} in {d}' for what, d in (('overlays', args.out_dir),
+                                                    ('label maps', args.out_mask_dir)) if d]
+    else:
+        written = [f'{what} {p}' for what, p in (('overlay', jobs[0][1]), ('label map', jobs[0][2])) if p]
     print_log(f'segmented {len(jobs) - len(failed)} of {len(jobs)} images ({len(names)} classes): '
               f'{" and ".join(written)}', logger)
     if failed:
