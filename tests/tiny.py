@@ -1,5 +1,6 @@
 """Tiny configuration of the real Cascade-CLIP structure, for tests (toy widths)."""
 import copy
+import os.path as osp
 
 NUM_CLASSES = 6
 BASE = [0, 1, 3, 4]
@@ -54,3 +55,28 @@ def build(cfg):
 def train_loss(model, img, img_metas, gt):
     """The loss of one batch in one process (``train_step``'s: each term over its count)."""
     return model.train_step(dict(img=img, img_metas=img_metas, gt_semantic_seg=gt), None)['loss']
+
+
+def write_tiny_files(d, embedding_file=None):
+    """A tiny config of the real structure (64 px test pipeline) and its checkpoint."""
+    import torch
+    from mmcv.runner import save_checkpoint
+    torch.manual_seed(0)
+    model_cfg = tiny_model_cfg(load_text_embedding=embedding_file)
+    cfg_text = f'''custom_imports = dict(imports=['cascade_clip'], allow_failed_imports=False)
+model = {model_cfg!r}
+img_norm_cfg = dict(mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375], to_rgb=True)
+data = dict(test=dict(type='ZeroShotDataset', classes={model_cfg["class_names"]!r}, img_dir='x',
+    pipeline=[dict(type='LoadImageFromFile'),
+              dict(type='MultiScaleFlipAug', img_scale=(64, 64), flip=False, transforms=[
+                  dict(type='Resize', keep_ratio=True), dict(type='RandomFlip'),
+                  dict(type='Normalize', **img_norm_cfg), dict(type='ImageToTensor', keys=['img']),
+                  dict(type='Collect', keys=['img'])])]))
+'''
+    cfg = osp.join(d, 'tiny_cfg.py')
+    with open(cfg, 'w') as f:
+        f.write(cfg_text)
+    model = build(dict(model_cfg, load_text_embedding=None))
+    ckpt = osp.join(d, 'tiny.pth')
+    save_checkpoint(model, ckpt, meta=dict(CLASSES=model_cfg['class_names']))
+    return cfg, ckpt

@@ -12,6 +12,7 @@ templates, re-normalised. Rows are float32, L2-normalised, in the class order gi
 import argparse
 import os.path as osp
 import sys
+from typing import List
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
@@ -21,8 +22,8 @@ import torch  # noqa: E402
 from mmcv.utils import get_logger, print_log  # noqa: E402
 
 from cascade_clip.models.vocabulary import check_class_names  # noqa: E402
-from cascade_clip.utils.files import atomic_output, read_text  # noqa: E402
-from cascade_clip.utils.vocabulary_names import parse_class_list  # noqa: E402
+from cascade_clip.utils.files import atomic_output  # noqa: E402
+from cascade_clip.utils.vocabulary_names import parse_class_list, read_class_file  # noqa: E402
 from cascade_clip.clip import MULTI_TEMPLATES, SINGLE_TEMPLATE  # noqa: E402
 from cascade_clip.models.backbones import CLIPTextEncoder  # noqa: E402
 from cascade_clip.clip.text_embeddings import compute_text_embeddings  # noqa: E402
@@ -85,6 +86,25 @@ def text_encoder(args) -> CLIPTextEncoder:
         raise SystemExit(str(e))
 
 
+def read_names(args) -> List[str]:
+    """Class names of --dataset, --classes or --classes-file; SystemExit naming the source when
+    the list is not valid."""
+    if args.dataset:
+        return dataset_classes(args.dataset)
+    try:
+        if args.classes is not None:
+            names, source = parse_class_list(args.classes), '--classes'
+        else:  # its errors name the file
+            names, source = read_class_file(args.classes_file), args.classes_file
+    except (ValueError, FileNotFoundError) as e:
+        raise SystemExit(f'error: --classes: {e}' if args.classes is not None else f'error: {e}')
+    try:
+        check_class_names(names, source)  # duplicates up to case and white space
+    except ValueError as e:
+        raise SystemExit(f'error: {e}')
+    return names
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--clip', required=True,
@@ -96,8 +116,8 @@ def main(argv=None):
                      help='class names of a dataset, in its label order')
     src.add_argument('--classes', help='comma-separated class names; quote a name that holds a '
                      'comma: \'"ice cream, vanilla",dog\'')
-    src.add_argument('--classes-file', help='a UTF-8 file with one class name per line (or '
-                     'commas, quoted as in CSV)')
+    src.add_argument('--classes-file', help='a UTF-8 file with one class name per line (or commas, '
+                     'quoted as in CSV; blank lines skipped, empty names refused)')
     src.add_argument('--published', action='store_true',
                      help='write the three files the published configs read into --out-dir')
     parser.add_argument('--template', choices=['single', 'multi'], default='single')
@@ -112,24 +132,13 @@ def main(argv=None):
         parser.error('give --dataset, --classes, --classes-file or --published')
     if not args.published and not args.out:
         parser.error('--out is required')
+    names = None if args.published else read_names(args)  # before the CLIP file is read
+    encoder = text_encoder(args)
     if args.published:
-        encoder = text_encoder(args)
         for fname, (dataset, template) in PUBLISHED.items():
             arr = build(encoder, dataset_classes(dataset), template, args.batch_size, logger)
             save(arr, osp.join(args.out_dir, fname), logger)
         return
-    try:  # the class names first: a bad list fails before the CLIP file is read
-        if args.dataset:
-            names, source = dataset_classes(args.dataset), f'--dataset {args.dataset}'
-        elif args.classes is not None:
-            names, source = parse_class_list(args.classes), '--classes'
-        else:
-            names = parse_class_list(read_text(args.classes_file, 'class file'))
-            source = args.classes_file
-        check_class_names(names, source)
-    except (OSError, ValueError) as e:
-        raise SystemExit(str(e))
-    encoder = text_encoder(args)
     save(build(encoder, names, args.template, args.batch_size, logger), args.out, logger)
 
 

@@ -16,8 +16,6 @@ Needs the optional extra: ``pip install -e .[web]`` (requirements/web.txt). It l
 analytics and share links are off).
 """
 import argparse
-import csv
-import io
 import os
 import os.path as osp
 import re
@@ -47,6 +45,8 @@ from cascade_clip.clip.templates import MULTI_TEMPLATES, SINGLE_TEMPLATE  # noqa
 from cascade_clip.clip.tokenizer import get_tokenizer  # noqa: E402
 from cascade_clip.models.vocabulary import Vocabulary  # noqa: E402
 from cascade_clip.utils import draw_segmentation  # noqa: E402
+from cascade_clip.utils.image_files import write_image, write_label_map  # noqa: E402
+from cascade_clip.utils.vocabulary_names import parse_class_list  # noqa: E402
 
 DEMO_CONFIG = 'configs/demo/cascade_clip_tiny_synthetic.py'
 DEMO_CHECKPOINT = 'work_dirs/demo/seed_0/latest.pth'  # written by tools/demo.sh (seed 0)
@@ -77,27 +77,6 @@ class Result:
     overlay_path: str
     label_map_path: str
     notes: List[str] = field(default_factory=list)
-
-
-def parse_class_names(text: Optional[str]) -> List[str]:
-    """Names from comma- and/or line-separated text; CSV quoting ("a, b") keeps commas in a
-    name. Blank lines are skipped; an empty field (",," or a trailing comma) is an error."""
-    rows = []
-    try:
-        for row in csv.reader(io.StringIO(text or ''), skipinitialspace=True, strict=True):
-            rows.append(row)
-    except csv.Error as e:
-        raise InputError(f'the class names could not be read as comma-separated values ({e}); '
-                         f'close every opening double quote') from None
-    names = [n for row in rows if any(f.strip() for f in row) for n in row]
-    if not names:
-        raise InputError('the class list is empty: type at least one class name, separated by '
-                         'commas or one per line')
-    empty = [i + 1 for i, n in enumerate(names) if not n.strip()]
-    if empty:
-        raise InputError(f'class name(s) number {", ".join(map(str, empty))} of {len(names)} are '
-                         f'empty (two commas in a row or a trailing comma?)')
-    return [n.strip() for n in names]
 
 
 def check_tokenisable(names: Sequence[str], templates: Sequence[str], context_length: int) -> None:
@@ -175,7 +154,10 @@ class WebDemo:
 
     # ------------------------------------------------------------------ inputs
     def read_names(self, text: Optional[str]) -> List[str]:
-        names = parse_class_names(text)
+        try:
+            names = parse_class_list(text)
+        except ValueError as e:
+            raise InputError(str(e)) from None
         if len(names) > self.max_classes:
             raise InputError(f'{len(names)} class names, more than the {self.max_classes} this page '
                              f'accepts (--max-classes)')
@@ -237,8 +219,8 @@ class WebDemo:
         stem = _safe_stem(image)
         overlay_path = osp.join(folder, f'{stem}_overlay.png')
         label_map_path = osp.join(folder, f'{stem}_labels.png')
-        mmcv.imwrite(overlay, overlay_path)
-        mmcv.imwrite(labels.astype(np.uint8 if len(names) <= 256 else np.uint16), label_map_path)
+        write_image(overlay_path, overlay)
+        write_label_map(label_map_path, labels, len(names))
         return Result(labels, table, overlay_path, label_map_path, notes)
 
 

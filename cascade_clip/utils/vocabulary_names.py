@@ -1,7 +1,11 @@
-"""Comparing class names as the project does everywhere: up to case and white space."""
+"""Class names as the project reads and compares them: one class-list parser, and equality up
+to case and white space."""
 import csv
+import io
 import re
-from typing import List, Sequence
+from typing import List, Optional, Sequence
+
+from .files import read_text
 
 
 def normalise_name(name: str) -> str:
@@ -14,10 +18,51 @@ def same_names(a: Sequence[str], b: Sequence[str]) -> bool:
     return len(a) == len(b) and all(normalise_name(x) == normalise_name(y) for x, y in zip(a, b))
 
 
-def parse_class_list(text: str) -> List[str]:
-    """Class names from comma-separated text, read as CSV: a name holding a comma is quoted
-    (``"ice cream, vanilla",dog`` gives 2 names). Lines are rows, so a file may also list
-    one name per line. Names are stripped; empty entries (a trailing comma, a blank line) are
-    dropped."""
-    rows = csv.reader(text.splitlines(), skipinitialspace=True)
-    return [n.strip() for row in rows for n in row if n.strip()]
+def class_ids(classes: Sequence[str], names: Sequence[str]) -> List[int]:
+    """The ids (positions in ``classes``) of ``names``, compared up to case and white space;
+    ValueError naming every name that is not a class."""
+    index = {normalise_name(c): i for i, c in enumerate(classes)}
+    missing = [n for n in names if normalise_name(n) not in index]
+    if missing:
+        shown = ', '.join(classes[:12]) + (', ...' if len(classes) > 12 else '')
+        raise ValueError(f'{", ".join(map(repr, missing))}: not among the {len(classes)} classes '
+                         f'({shown})')
+    return [index[normalise_name(n)] for n in names]
+
+
+def parse_class_list(text: Optional[str]) -> List[str]:
+    """Class names from comma- and/or line-separated text, read as CSV: a name holding a comma
+    is quoted (``"ice cream, vanilla",dog`` gives 2 names). Names are stripped; blank lines are
+    skipped.
+
+    Raises ValueError for an unclosed quote or text after a closing quote (``"a, b" ,c``), an
+    empty list, or an empty field (``,,`` or a trailing comma), naming its position among the
+    names.
+    """
+    rows = []
+    try:
+        for row in csv.reader(io.StringIO(text or ''), skipinitialspace=True, strict=True):
+            rows.append(row)
+    except csv.Error as e:
+        raise ValueError(f'the class names could not be read as comma-separated values ({e}); '
+                         f'close every opening double quote, and put the comma right after the '
+                         f'closing one') from None
+    names = [n for row in rows if any(f.strip() for f in row) for n in row]
+    if not names:
+        raise ValueError('the class list is empty: type at least one class name, separated by '
+                         'commas or one per line')
+    empty = [i + 1 for i, n in enumerate(names) if not n.strip()]
+    if empty:
+        raise ValueError(f'class name(s) number {", ".join(map(str, empty))} of {len(names)} are '
+                         f'empty (two commas in a row or a trailing comma?)')
+    return [n.strip() for n in names]
+
+
+def read_class_file(path: str) -> List[str]:
+    """The class names in the text file ``path``, read by :func:`parse_class_list` (one name
+    per line, or comma-separated); FileNotFoundError or ValueError naming the file."""
+    text = read_text(path, 'class file')  # UTF-8, a byte-order mark removed
+    try:
+        return parse_class_list(text)
+    except ValueError as e:
+        raise ValueError(f'{path}: {e}') from None

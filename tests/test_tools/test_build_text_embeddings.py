@@ -91,13 +91,28 @@ def test_published_files(tiny_clip, tmp_path):
 
 @pytest.mark.parametrize('text,names', [
     ('"ice cream, vanilla",dog', ['ice cream, vanilla', 'dog']),
-    ('dog, "ice cream, vanilla" ,cat', ['dog', 'ice cream, vanilla', 'cat']),
-    ('cat, sofa,window,', ['cat', 'sofa', 'window']),
+    ('dog, "ice cream, vanilla",cat', ['dog', 'ice cream, vanilla', 'cat']),
     ('red flat\nblue dots\n\n"a, b"', ['red flat', 'blue dots', 'a, b']),
 ])
 def test_class_lists_are_read_as_csv(text, names):
     from cascade_clip.utils.vocabulary_names import parse_class_list
     assert parse_class_list(text) == names
+
+
+def test_empty_class_names_are_refused_with_their_position(tiny_clip, tmp_path):
+    """A trailing comma or ",," is an error naming the position (the web demo's rule), for
+    --classes and for the contents of --classes-file, before the CLIP file is read."""
+    out = tmp_path / 'e.npy'
+    r = run('--clip', tiny_clip[0], '--classes', 'cat, sofa,window,', '--out', str(out), '--heads', '4')
+    assert r.returncode != 0
+    assert ('error: --classes: class name(s) number 4 of 4 are empty (two commas in a row or a '
+            'trailing comma?)') in r.stderr
+    f = tmp_path / 'classes.txt'
+    f.write_text('road\n\nsky,,tree\n')
+    r = run('--clip', str(tmp_path / 'missing.pt'), '--classes-file', str(f), '--out', str(out))
+    assert r.returncode != 0 and 'CLIP checkpoint not found' not in r.stderr
+    assert f'error: {f}: class name(s) number 3 of 4 are empty' in r.stderr
+    assert not out.exists()
 
 
 def test_quoted_class_name_with_a_comma(tiny_clip, tmp_path):

@@ -10,35 +10,12 @@ import torch
 from mmcv.runner import save_checkpoint
 
 from cascade_clip.apis import init_model, segment_image
-from tests.tiny import build, tiny_model_cfg
+from tests.tiny import write_tiny_files
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 sys.path.insert(0, osp.join(ROOT, 'tools'))
 import web_demo  # noqa: E402
-from web_demo import InputError, UnreadableUpload, WebDemo, parse_class_names  # noqa: E402
-
-
-def write_tiny_files(d, embedding_file=None):
-    """A tiny config of the real structure (64 px test pipeline) and its checkpoint."""
-    torch.manual_seed(0)
-    model_cfg = tiny_model_cfg(load_text_embedding=embedding_file)
-    cfg_text = f'''custom_imports = dict(imports=['cascade_clip'], allow_failed_imports=False)
-model = {model_cfg!r}
-img_norm_cfg = dict(mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375], to_rgb=True)
-data = dict(test=dict(type='ZeroShotDataset', classes={model_cfg["class_names"]!r}, img_dir='x',
-    pipeline=[dict(type='LoadImageFromFile'),
-              dict(type='MultiScaleFlipAug', img_scale=(64, 64), flip=False, transforms=[
-                  dict(type='Resize', keep_ratio=True), dict(type='RandomFlip'),
-                  dict(type='Normalize', **img_norm_cfg), dict(type='ImageToTensor', keys=['img']),
-                  dict(type='Collect', keys=['img'])])]))
-'''
-    cfg = osp.join(d, 'tiny_cfg.py')
-    with open(cfg, 'w') as f:
-        f.write(cfg_text)
-    model = build(dict(model_cfg, load_text_embedding=None))
-    ckpt = osp.join(d, 'tiny.pth')
-    save_checkpoint(model, ckpt, meta=dict(CLASSES=model_cfg['class_names']))
-    return cfg, ckpt
+from web_demo import InputError, UnreadableUpload, WebDemo  # noqa: E402
 
 
 def write_photo(path, h=48, w=80, seed=0):
@@ -61,17 +38,19 @@ def demo(files, tmp_path):
     return WebDemo(init_model(cfg, ckpt), str(tmp_path), max_pixels=10_000)
 
 
-def test_parse_class_names_commas_lines_and_quotes():
-    assert parse_class_names('cat, sofa,window') == ['cat', 'sofa', 'window']
-    assert parse_class_names('cat\n\nsofa\n  window  \n') == ['cat', 'sofa', 'window']
-    assert parse_class_names('"table, wooden", cat\nsky') == ['table, wooden', 'cat', 'sky']
+def test_class_names_read_with_the_project_rule(demo):
+    """The page reads names with the project's one parser (parse_class_list) and shows its
+    ValueError as the page's message."""
+    assert demo.read_names('cat, sofa,window') == ['cat', 'sofa', 'window']
+    assert demo.read_names('cat\n\nsofa\n  window  \n') == ['cat', 'sofa', 'window']
+    assert demo.read_names('"table, wooden", cat\nsky') == ['table, wooden', 'cat', 'sky']
     for text in ('', '  \n \n', None):
         with pytest.raises(InputError, match='the class list is empty: type at least one class name'):
-            parse_class_names(text)
+            demo.read_names(text)
     with pytest.raises(InputError, match=r'class name\(s\) number 2, 4 of 4 are empty'):
-        parse_class_names('cat,,dog,')
+        demo.read_names('cat,,dog,')
     with pytest.raises(InputError, match='close every opening double quote'):
-        parse_class_names('cat, "sofa')
+        demo.read_names('cat, "sofa')
 
 
 def test_result_equals_segment_image_and_the_files(files, demo):
