@@ -151,7 +151,7 @@ def test_classes_file_in_windows_1252_is_named(tiny_clip, tmp_path):
         build_text_embeddings.main(['--clip', tiny_clip[0], '--classes-file', str(f), '--out',
                                     str(out), '--heads', '4'])
     assert str(e.value) == (
-        f'class file {f} is not UTF-8 text: byte 8 (line 2) is 0xe9 (invalid continuation '
+        f'error: class file {f} is not UTF-8 text: byte 8 (line 2) is 0xe9 (invalid continuation '
         f'byte). Save it as UTF-8; a file from Windows (Windows-1252) converts with '
         f'`iconv -f WINDOWS-1252 -t UTF-8 {f} > {tmp_path}/classes.utf8.txt`')
     assert not out.exists()
