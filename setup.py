@@ -22,7 +22,7 @@ setup(
     include_package_data=True,
     python_requires='>=3.8',
     # torch, torchvision and mmcv-full (built with ops) are installed by tools/setup_env.sh
-    install_requires=['mmsegmentation==0.30.0', 'ftfy', 'regex', 'numpy'],
+    install_requires=read_requirements('requirements/runtime.txt'),
     # the web demo (tools/web_demo.py): pip install -e ".[web]"
     extras_require={'web': read_requirements('requirements/web.txt')},
     zip_safe=False,
