@@ -18,7 +18,8 @@ setup(
     version=read_version(),
     description='Cascade-CLIP (ICML 2024) zero-shot semantic segmentation as an MMSegmentation 0.x plugin',
     packages=find_packages(include=['cascade_clip', 'cascade_clip.*']),
-    package_data={'cascade_clip.clip': ['bpe_simple_vocab_16e6.txt.gz', 'LICENSE_CLIP']},
+    package_data={'cascade_clip.clip': ['bpe_simple_vocab_16e6.txt.gz', 'LICENSE_CLIP'],
+                  'cascade_clip.datasets': ['names/*']},
     include_package_data=True,
     python_requires='>=3.8',
     # torch, torchvision and mmcv-full (built with ops) are installed by tools/setup_env.sh

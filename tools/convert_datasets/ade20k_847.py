@@ -33,7 +33,7 @@ import numpy as np  # noqa: E402
 from mmcv.utils import get_logger, print_log  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from cascade_clip.datasets.names_ade847 import ADE847  # noqa: E402
+from cascade_clip.datasets.names import ADE847  # noqa: E402
 from cascade_clip.utils.files import atomic_output, read_named  # noqa: E402
 from tools.convert_datasets.common import convert_all, report  # noqa: E402
 
