@@ -1,17 +1,9 @@
 """Reading CLIP checkpoints and mapping their keys onto this project's encoders.
 
-Three sources give the same weights, told apart by the file's keys (not its name):
-
-- OpenAI's TorchScript archive (``ViT-B-16.pt``), read without running any of it;
-- open_clip's copy of OpenAI's weights: a plain state dict with OpenAI's key names
-  (``.bin`` / ``.pth`` / ``.pt`` through :func:`safe_load`, or ``.safetensors``);
-- Hugging Face transformers' ``CLIPModel`` (``model.safetensors`` / ``pytorch_model.bin``),
-  mapped onto OpenAI's names by :func:`convert_hf_clip`.
-
-Everything after the reading sees OpenAI's layout. The key mappings are pure
-(``convert_hf_clip``, ``convert_clip_visual``, ``convert_clip_text``) so they can be tested on a
-tiny state dict without any file. A file whose name is one of OpenAI's release names is hashed
-and compared with the release's SHA-256 (:data:`OPENAI_RELEASES`).
+OpenAI's TorchScript archive, open_clip's copy of its weights (OpenAI's keys in a state dict or
+``.safetensors``) and Hugging Face's ``CLIPModel`` are told apart by their keys; the pure
+mappings (``convert_hf_clip``, ``convert_clip_visual``, ``convert_clip_text``) turn them into
+OpenAI's layout, which the encoders load.
 """
 import functools
 import hashlib

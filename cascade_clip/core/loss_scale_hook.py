@@ -12,21 +12,14 @@ from ..utils.strict import strict_kwargs
 class LossScaleOptimizerHook(GradientCumulativeFp16OptimizerHook):
     """fp16 loss scaling, one optimizer step per runner iteration.
 
-    MMCV's ``GradientCumulativeFp16OptimizerHook`` with ``cumulative_iters=1``: scale the loss,
-    back-propagate (adding to the gradients the runner's micro-batches already left, see
-    ``AtomicIterBasedRunner``), unscale, clip, step, update the scale, zero the gradients; the
-    scaler's state goes to ``runner.meta['fp16']['loss_scaler']``, which checkpoints keep and
-    resuming restores. Two differences:
-
-    - the scaler is ``torch.amp.GradScaler`` for the device of the model's parameters (MMCV
-      builds a CUDA one, which disables itself on a CPU model: no scaling at all);
-    - the model is not wrapped with ``wrap_fp16_model``: its precision is ``model.amp_dtype``
-      (``CascadeCLIP`` autocasts itself), and MMCV's ``@auto_fp16`` must not autocast again.
+    MMCV's ``GradientCumulativeFp16OptimizerHook`` with ``cumulative_iters=1`` (the scaler's
+    state in ``runner.meta['fp16']``, kept by checkpoints), except that the scaler is built for
+    the parameters' device (MMCV's CUDA scaler disables itself on a CPU model) and the model is
+    not wrapped by ``wrap_fp16_model``: ``CascadeCLIP`` autocasts itself (``amp_dtype``).
 
     Args:
         grad_clip: as ``OptimizerHook``.
-        loss_scale: as ``Fp16OptimizerHook``: 'dynamic', a float (static scale) or a dict of
-            ``GradScaler`` arguments.
+        loss_scale: 'dynamic', a float (static scale) or a dict of ``GradScaler`` arguments.
     """
 
     def __init__(self, grad_clip: Optional[dict] = None,

@@ -1,18 +1,10 @@
 """Safe reading of checkpoint files, and strict matching of a state dict against a model.
 
-Every checkpoint the project reads goes through :func:`safe_load` (``.safetensors`` files,
-which hold no pickle, through :func:`read_safetensors`): ``torch.load`` with
-``weights_only=True``, so a pickle can only rebuild tensors, containers and plain Python
-values, plus the few extra types listed in :data:`ALLOWED_GLOBALS`. Anything else is refused
-before it is built (nothing in the file runs), with an error naming the file and the types.
-
-Importing this module also makes it MMCV's loader for local paths (MMCV's
-``CheckpointLoader`` scheme ``''``), so ``mmcv.runner.load_checkpoint``, the runner's
-``resume``/``load_from`` and MMSeg's stock tools read files the same safe way once
-``cascade_clip`` is imported. Every remote scheme MMCV knows (``http(s)://``,
-``torchvision://``, ``open-mmlab://``, ``mmcls://``, ``pavi://``, ``s3://``, ...) is refused
-instead, before anything is fetched: MMCV would download and unpickle the file without any
-restriction. The message says how to download the file and pass its local path.
+Every checkpoint goes through :func:`safe_load`: ``torch.load(weights_only=True)`` with the few
+numpy types of :data:`ALLOWED_GLOBALS`, so nothing in a file runs (``.safetensors`` files hold
+no pickle: :func:`read_safetensors`). Importing this module makes it MMCV's loader for local
+paths, and refuses MMCV's remote schemes before anything is fetched: MMCV would unpickle a
+downloaded file without restriction.
 """
 import json
 import os.path as osp

@@ -1,23 +1,13 @@
 """The weights of a TorchScript archive (``torch.jit.save``, e.g. OpenAI's ``ViT-B-16.pt``),
 read without running anything from the file.
 
-TorchScript's own loader compiles and runs the archive's code (a module's ``__setstate__``
-can call ``torch.from_file`` and write any file). The weights need none of it: the archive is a zip
-whose ``<root>/data.pkl`` is a pickle of the module tree, each module an object of a class
-defined in the archive (``__torch__.*``) whose state is a dict of its attributes, and each
-tensor a persistent reference to a storage stored raw under ``<root>/data/<key>``. Which
-attributes are parameters and buffers is declared in the class's printed source under
-``<root>/code/`` (``__parameters__ = [...]``, ``__buffers__ = [...]``), which is read as text.
-
-:func:`read_torchscript_state_dict` unpickles ``data.pkl`` with :class:`_ArchiveUnpickler`,
-which builds only tensors (from the zip's bytes), ordered dicts, plain lists and inert
-stand-ins for the archive's classes; any other global the pickle names is refused before
-anything is built. Walking the stand-ins gives the state dict that TorchScript's loader's
-``state_dict()`` would give (same keys, order and values).
-
-Sizes are checked before anything is read (:func:`check_entry_sizes`): every entry's declared
-size against the bytes the file holds for it and a plausible compression ratio, and each
-storage entry against the tensor the pickle says it holds.
+TorchScript's loader compiles and runs the archive's code (a module's ``__setstate__`` can call
+``torch.from_file`` and write any file); the weights need none of it. The archive is a zip whose
+``<root>/data.pkl`` pickles the module tree (objects of classes defined in the archive, their
+tensors persistent references to raw storages under ``<root>/data/``), and whose printed sources
+under ``<root>/code/`` declare each class's parameters and buffers, read here as text. The
+unpickler builds only tensors, ordered dicts, plain lists and inert stand-ins; any other global
+is refused before anything is built. Declared sizes are checked before anything is read.
 """
 import ast
 import io

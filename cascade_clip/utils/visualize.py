@@ -21,22 +21,18 @@ def draw_segmentation(img: np.ndarray,
                       opacity: float = 0.5,
                       legend: bool = True,
                       min_size: int = 256) -> np.ndarray:
-    """Blend a label map over an image and add a legend of the classes present.
+    """A label map blended over an image, with a legend of the classes present.
 
     Args:
-        img: (H, W, 3) uint8 BGR image (as read by mmcv/OpenCV).
-        seg: (H, W) integer class indices; values outside the classes (e.g. 255) stay uncoloured.
-        class_names: names of the classes, indexed by the label values.
-        palette: (num_classes, 3) RGB colours (MMSeg's convention); random if None.
+        img: (H, W, 3) uint8 BGR image; seg: (H, W) class indices (others stay uncoloured).
+        class_names: the classes; palette: (K, 3) RGB colours (random if None).
         opacity: weight of the colours, in (0, 1].
-        min_size: an image whose longer side is shorter is first enlarged, nearest neighbour,
-            by the smallest integer factor that reaches it (64x64 -> 256x256), so that small
-            images stay readable next to the legend; 0 keeps every image at its size.
+        min_size: images whose longer side is shorter are enlarged nearest-neighbour by the
+            smallest integer factor that reaches it (0: never), to stay readable by the legend.
 
     Returns:
-        (s·H, s·W + legend width) uint8 BGR image (s the enlargement factor, at least as high
-        as the legend): the overlay, with the legend panel on its right listing the present
-        classes by decreasing area.
+        (s·H, s·W + legend width) uint8 BGR image, the legend listing the classes present by
+        decreasing area.
     """
     if not 0 < opacity <= 1:
         raise ValueError(f'opacity must be in (0, 1], got {opacity}')

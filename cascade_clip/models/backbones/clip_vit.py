@@ -21,27 +21,20 @@ class CLIPVisionTransformer(BaseModule):
     """CLIP ViT without prompts.
 
     Args:
-        input_resolution: size of the position-embedding grid in pixels (grid = this /
-            patch_size); inputs of any size divisible by patch_size are accepted, the grid
-            is resized bilinearly to them.
-        patch_size, width, layers, heads, output_dim: CLIP's ViT hyper-parameters.
-        drop_path_rate: stochastic depth of the last block (linear from 0).
-        out_indices: blocks whose output is returned.
+        input_resolution: side of the position-embedding grid in pixels (grid = this /
+            patch_size); inputs of other sizes get the grid resized bilinearly.
+        patch_size, width, layers, heads, output_dim: CLIP's ViT sizes.
+        drop_path_rate: stochastic depth of the last block (rising linearly from 0).
+        out_indices: blocks whose outputs are returned.
         get_embeddings: also compute the projected dense and global embeddings.
-        pretrained: path of a CLIP file: OpenAI's TorchScript archive, open_clip's copy of it
-            or Hugging Face's CLIPModel (state dict or .safetensors; see
-            :func:`cascade_clip.clip.load_clip_state_dict`).
-        with_cp: activation checkpointing (MMSeg's convention): in training, with gradients
-            enabled, each transformer block runs under non-reentrant
-            ``torch.utils.checkpoint`` (random state preserved, so drop-path and dropout
-            recompute identically); only the blocks' inputs are kept for the backward pass.
+        pretrained: a CLIP file (see :func:`cascade_clip.clip.load_clip_state_dict`).
+        with_cp: in training, each block under non-reentrant ``torch.utils.checkpoint`` with
+            the random state preserved (MMSeg's convention): only the blocks' inputs are kept.
+        style: (published configs) MMSeg's ResNet argument, accepted and unused.
 
-    ``style`` (a key of the published configs) is accepted and unused: MMSeg's ResNet
-    argument, copied into the published ViT configs, with no meaning for a ViT.
-
-    Returns (``forward``): :class:`VisualFeatures` with ``levels`` the raw (B, width, h, w)
-    outputs of the ``out_indices`` blocks, and (with ``get_embeddings``) ``dense`` the
-    L2-normalised (B, output_dim, h, w) dense embedding and ``global_emb`` (B, output_dim).
+    Returns (``forward``): :class:`VisualFeatures`, ``levels`` the raw (B, width, h, w) outputs
+    of the ``out_indices`` blocks, and with ``get_embeddings`` ``dense`` (B, output_dim, h, w)
+    and ``global_emb`` (B, output_dim), L2-normalised.
     """
 
     def __init__(self,

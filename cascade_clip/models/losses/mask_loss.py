@@ -47,18 +47,16 @@ def focal_dice_sums(logits: torch.Tensor, label: torch.Tensor, alpha: float = 0.
                     class_chunk: int = 16) -> Tuple[torch.Tensor, torch.Tensor, int]:
     """Unnormalised sigmoid focal and dice losses of mask logits, and their number of masks.
 
-    Classes go ``class_chunk`` at a time through ``torch.utils.checkpoint``: the backward
-    pass recomputes each chunk's full-resolution tensors instead of keeping them, so memory
-    is that of a few (B, class_chunk, H, W) tensors, not of (B, K, H, W) ones.
+    Classes go ``class_chunk`` at a time through ``torch.utils.checkpoint``: the backward pass
+    recomputes a chunk's full-resolution tensors instead of keeping them.
 
     Args:
-        logits: (B, K, h, w) mask logits, upsampled bilinearly (align_corners=False) to the
-            label's size.
+        logits: (B, K, h, w) mask logits, upsampled bilinearly to the label's size.
         label: (B, H, W) class ids in [0, K) or ``ignore_index``.
 
     Returns:
-        focal: the focal loss (α, γ) of each of the B·K masks averaged over its pixels, summed.
-        dice: 1 - (2·Σpt + 1) / (Σp + Σt + 1) of each present mask (class in the image), summed.
+        focal: () the focal loss (α, γ) of each of the B·K masks, averaged over its pixels, summed.
+        dice: () 1 - (2·Σpt + 1) / (Σp + Σt + 1) of each present (image, class) mask, summed.
         num_masks: the number of present masks, the published normaliser of both.
     """
     with torch.autocast(logits.device.type, enabled=False):  # the loss stays in fp32
