@@ -10,7 +10,6 @@ templates, re-normalised. Rows are float32, L2-normalised, in the class order gi
 ``--published`` writes the three files the published configs read.
 """
 import argparse
-import os
 import os.path as osp
 import sys
 
@@ -23,6 +22,7 @@ from mmcv.utils import get_logger, print_log  # noqa: E402
 
 from cascade_clip.models.vocabulary import check_class_names  # noqa: E402
 from cascade_clip.utils.vocabulary_names import parse_class_list  # noqa: E402
+from cascade_clip.utils.files import atomic_output  # noqa: E402
 from cascade_clip.clip import MULTI_TEMPLATES, SINGLE_TEMPLATE  # noqa: E402
 from cascade_clip.models.backbones import CLIPTextEncoder  # noqa: E402
 from cascade_clip.clip.text_embeddings import compute_text_embeddings  # noqa: E402
@@ -72,10 +72,9 @@ def build(encoder, names, template, batch_size, logger):
 
 
 def save(arr, path, logger):
-    mmcv.mkdir_or_exist(osp.dirname(osp.abspath(path)))
-    tmp = path + '.tmp.npy'
-    np.save(tmp, arr)
-    os.replace(tmp, path)
+    # whole or not at all (a full disk names the file); a file object: no .npy appended
+    with atomic_output(path) as tmp, open(tmp, 'wb') as f:
+        np.save(f, arr)
     print_log(f'wrote {path}: {arr.shape[0]} classes x {arr.shape[1]}', logger)
 
 

@@ -125,3 +125,23 @@ def test_wide_vocabulary_and_voc21_class_lists(tiny_clip, tmp_path, dataset, n, 
     # rows in label order: the first and last rows are those names' embeddings
     np.testing.assert_allclose(arr[[0, -1]], direct(tiny_clip[0], [first, last], ['a photo of a {}']),
                                atol=1e-5)
+
+
+def test_a_full_disk_names_the_file_and_keeps_the_previous_one(tmp_path, monkeypatch):
+    import errno
+    import logging
+    from tools import build_text_embeddings as tool
+    out = tmp_path / 'voc20_single'  # any name: no .npy is appended
+    out.write_bytes(b'the previous embeddings')
+
+    def cut(f, arr):
+        f.write(b'\x93NUMPY half')
+        raise OSError(errno.ENOSPC, 'No space left on device')
+    monkeypatch.setattr(tool.np, 'save', cut)
+    with pytest.raises(OSError, match=rf'^\[Errno 28\] could not write {out}: no space left'):
+        tool.save(np.zeros((2, 4), np.float32), str(out), logging.getLogger('t'))
+    assert [p.name for p in tmp_path.iterdir()] == ['voc20_single']
+    assert out.read_bytes() == b'the previous embeddings'
+    monkeypatch.undo()
+    tool.save(np.eye(2, 4, dtype=np.float32), str(out), logging.getLogger('t'))
+    assert np.array_equal(np.load(str(out)), np.eye(2, 4)) and [p.name for p in tmp_path.iterdir()] == ['voc20_single']
