@@ -54,6 +54,15 @@ class _Literal(str):
         return repr(str(self) + '"')[1:-2]
 
 
+class _NonFinite(float):
+    """nan / inf / -inf, written as ``float('nan')`` (a config file is Python: it loads back)."""
+
+    def __repr__(self) -> str:
+        return f"float('{float.__repr__(self)}')"
+
+    __str__ = __repr__
+
+
 def _plain(value: Any, key: str) -> Any:
     """``value`` with strings as :class:`_Literal` and numbers as Python's own (a NumPy seed
     would be written as ``np.int64(5)``); ValueError naming ``key`` for what no config file
@@ -78,11 +87,11 @@ def _plain(value: Any, key: str) -> Any:
         return value
     if isinstance(value, numbers.Integral):
         return int(value)
-    if isinstance(value, numbers.Real) and math.isfinite(value):
-        return float(value)
+    if isinstance(value, numbers.Real):
+        return float(value) if math.isfinite(value) else _NonFinite(value)
     raise ValueError(f'config key {key}: the value {value!r:.80} ({type(value).__name__}) cannot be '
-                     f'written to a config file (expected strings, finite numbers, True/False/None, '
-                     f'lists, tuples and dicts of them)')
+                     f'written to a config file (expected strings, numbers, True/False/None, lists, '
+                     f'tuples and dicts of them)')
 
 
 def config_text(cfg: Config) -> str:

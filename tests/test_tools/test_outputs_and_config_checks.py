@@ -203,9 +203,9 @@ def test_a_value_no_config_file_holds_stops_train_before_the_work_dir(demo, tmp_
     from tools import train
     root, _ = demo
     work = tmp_path / 'w'
-    monkeypatch.setattr(train, 'resolve_precision', lambda cfg, logger: cfg.model.update(scale=float('nan')))
-    with pytest.raises(SystemExit, match=rf'^error: config {CONFIG}: config key model.scale: the '
-                       r'value nan \(float\) cannot be written to a config file'):
+    monkeypatch.setattr(train, 'resolve_precision', lambda cfg, logger: cfg.model.update(ids={1, 2}))
+    with pytest.raises(SystemExit, match=rf'^error: config {CONFIG}: config key model.ids: the '
+                       r'value \{1, 2\} \(set\) cannot be written to a config file'):
         train.main([CONFIG, '--work-dir', str(work), *demo_options(root)])
     assert not work.exists()
 

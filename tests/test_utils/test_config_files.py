@@ -19,7 +19,8 @@ AWKWARD = dict(
     data=dict(train=dict(data_root='/data/"quoted" dir', split='C:\\new\\table.txt'),  # \n, \t kept
               classes=["it's", 'plain'], pipeline=[dict(type='Load', note="o'k\nnext line")]),
     seed=np.int64(5),                                   # written as 5, not np.int64(5)
-    ratios=(0.5, 1.0), one=(1, ), mapping={'a b': "x'y", 3: None}, flag=True, name='ünïcode')
+    ratios=(0.5, 1.0), one=(1, ), mapping={'a b': "x'y", 3: None}, flag=True, name='ünïcode',
+    clip=dict(max_norm=float('inf'), low=[-float('inf'), np.float32(0.25)]))  # MMCV: max_norm=inf
 
 
 def test_awkward_values_load_back_the_same(tmp_path):
@@ -36,6 +37,9 @@ def test_awkward_values_load_back_the_same(tmp_path):
     assert type(back['seed']) is int and back['one'] == (1, )
     assert open(path).readline() == ('# Resolved config of /somewhere/my.py (_base_ files merged, '
                                      'options applied)\n')
+    nan = Config(dict(weight=float('nan')))
+    write_config(nan, path, 'nan.py')
+    assert np.isnan(Config.fromfile(path).weight)  # MMCV wrote weight=nan: a NameError on loading
 
 
 def test_plain_configs_keep_mmcvs_text():
@@ -62,8 +66,8 @@ def test_config_values_tell_tuples_lists_ints_and_floats_apart():
 
 
 @pytest.mark.parametrize('value, key, what', [
-    (dict(model=dict(scale=float('nan'))), 'model.scale', 'the value nan (float)'),
-    (dict(model=dict(loss=[1, float('inf')])), 'model.loss.1', 'the value inf (float)'),
+    (dict(model=dict(scale=1j)), 'model.scale', 'the value 1j (complex)'),
+    (dict(model=dict(ids=[1, {2, 3}])), 'model.ids.1', 'the value {2, 3} (set)'),
     (dict(model=dict(type=Config)), 'model.type', "<class 'mmcv.utils.config.Config'> (type)"),
     (dict(model=dict(arr=np.zeros(2))), 'model.arr', '(ndarray)'),
 ])
