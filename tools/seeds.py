@@ -103,7 +103,7 @@ RUN_RECORD = 'seeds_run.json'  # per seed folder: the resolved config its result
 
 def resolved_config(config: str, cfg_options: Sequence[str] = ()) -> str:
     """The config text after ``--cfg-options`` as tools/train.py resolves it (``_base_`` files
-    merged, options parsed with MMCV's DictAction)."""
+    merged, options parsed as tools/train.py parses them)."""
     from cascade_clip.utils.config import ConfigOptions, config_text, read_config
     cfg = read_config(config)
     if cfg_options:
