@@ -2,6 +2,11 @@
 
     python tools/test.py CONFIG CKPT --eval mIoU [--work-dir DIR] [--show-dir DIR]
         [--opacity 0.5] [--out results.pkl] [--format-only] [--aug-test] [--launcher pytorch]
+
+Every output (--show-dir, the --format-only results, --out, the metrics json) must lie outside
+the dataset's image and label folders (refused before testing) and is written whole or not at
+all. The metrics go to WORK_DIR/eval_<time>_<pid>.json, never replacing another run's, with
+the SHA-256 of the checkpoint and the ``result_key`` of everything they depend on.
 """
 import argparse
 import os
