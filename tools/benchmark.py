@@ -45,10 +45,11 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 import torch  # noqa: E402
 from mmcv.runner import build_optimizer  # noqa: E402
-from mmcv.utils import Config, get_logger, print_log  # noqa: E402
+from mmcv.utils import get_logger, print_log  # noqa: E402
 
 import cascade_clip  # noqa: E402,F401
 from cascade_clip.apis.measure import build_model_for_measurement, warn_if_slow_amp  # noqa: E402
+from cascade_clip.utils.config import read_config  # noqa: E402
 
 
 def timed(fn, runs, warmup=1):
@@ -114,7 +115,7 @@ def main(argv=None):
         return dist_table(args)
     args.batch = args.batch[0]
     logger = get_logger('cascade_clip')
-    cfg = Config.fromfile(args.config)
+    cfg = read_config(args.config)
     model = build_model_for_measurement(cfg, None, logger)
     model.class_embeddings()
     H, W = args.shape
@@ -231,7 +232,7 @@ def dist_child(rank, args, init_file, out):
     dist.init_process_group('gloo', init_method=f'file://{init_file}', rank=rank, world_size=args.dist)
     try:
         logger = get_logger('cascade_clip', log_level='ERROR')
-        cfg = Config.fromfile(args.config)
+        cfg = read_config(args.config)
         torch.manual_seed(0)
         model = build_model_for_measurement(cfg, None, logger)
         model.class_embeddings()
@@ -292,7 +293,7 @@ def memory_child(args, setting):
     """One setting in this (fresh) process: build, one forward + backward, one AdamW step;
     prints a JSON line with the peak RSS after the backward and after the step."""
     logger = get_logger('cascade_clip', log_level='ERROR')
-    cfg = Config.fromfile(args.config)
+    cfg = read_config(args.config)
     cfg.model.backbone.with_cp = setting['with_cp']
     cfg.model.amp_dtype = None if setting['amp'] == 'none' else setting['amp']
     model = build_model_for_measurement(cfg, None, logger)
@@ -388,7 +389,7 @@ def sweep_child(args, case):
 
     from cascade_clip.models.segmentors.class_chunks import running_argmax
     logger = get_logger('cascade_clip', log_level='ERROR')
-    cfg = Config.fromfile(args.config)
+    cfg = read_config(args.config)
     torch.manual_seed(0)  # the same random weights in every case, so the labels compare
     model = build_model_for_measurement(cfg, None, logger)
     K, H, W = case['classes'], case['h'], case['w']

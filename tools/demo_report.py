@@ -10,7 +10,6 @@ mean ± std over the seeds (sample std, n - 1), with the trained model's per-see
 tiny CLIP alone is one fixed model, so it has no spread. The table also goes to
 ``WORK_DIR/demo_report.json``.
 """
-import glob
 import json
 import os.path as osp
 import sys
@@ -20,7 +19,7 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 import mmcv  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from mmcv.utils import Config, get_logger, print_log  # noqa: E402
+from mmcv.utils import get_logger, print_log  # noqa: E402
 from mmseg.datasets import build_dataset  # noqa: E402
 from prettytable import PrettyTable  # noqa: E402
 
@@ -29,6 +28,9 @@ from seeds import aggregate, format_table  # noqa: E402
 
 import cascade_clip  # noqa: E402,F401
 from cascade_clip.models.backbones import CLIPVisionTransformer  # noqa: E402
+from cascade_clip.utils.config import read_config  # noqa: E402
+from cascade_clip.utils.files import atomic_output  # noqa: E402
+from cascade_clip.utils.results import newest_eval  # noqa: E402
 
 
 def clip_only_predictions(cfg, dataset):
@@ -65,16 +67,16 @@ def cell(stats, key):
 def main():
     cfg_path, work_dir = sys.argv[1], sys.argv[2]
     logger = get_logger('cascade_clip.demo')
-    cfg = Config.fromfile(cfg_path)
+    cfg = read_config(cfg_path)
     seeds_file = osp.join(work_dir, 'seeds.json')
     if osp.isfile(seeds_file):
         runs = json.load(open(seeds_file))['seeds']
     else:
-        files = sorted(glob.glob(osp.join(work_dir, 'eval_*.json')))
-        if not files:
+        found = newest_eval(work_dir, logger=logger)
+        if found is None:
             raise SystemExit(f'no seeds.json nor eval_*.json in {work_dir}: run tools/seeds.py or '
                              'tools/test.py --work-dir first')
-        runs = [dict(seed=None, **json.load(open(files[-1]))['metric'])]
+        runs = [dict(seed=None, **found['metric'])]
     ds = build_dataset(cfg.data.test)
     n = len(ds.CLASSES)
     quiet = get_logger('cascade_clip.quiet', log_level=40)
@@ -97,7 +99,7 @@ def main():
     unseen = [ds.CLASSES[i] for i in ds.unseen_classes]
     print_log(f'validation set: {len(ds)} images, {n} classes, unseen: {", ".join(unseen)}\n' + text,
               logger)
-    with open(osp.join(work_dir, 'demo_report.json'), 'w') as f:
+    with atomic_output(osp.join(work_dir, 'demo_report.json')) as tmp, open(tmp, 'w') as f:
         json.dump(dict(rows), f, indent=1)
 
 

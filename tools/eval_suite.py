@@ -20,12 +20,14 @@ ids, names, text-embedding file). ``--data-dir`` / ``--embedding-dir`` move the 
 A dataset whose images, label maps, split file or text embeddings are missing is reported
 with the reason and skipped; the others run through ``tools/test.py`` (``--launcher none``) or
 ``dist_test.sh`` (``--launcher pytorch``, N processes) with ``--eval mIoU`` into
-``WORK_DIR/NAME/``. A dataset whose ``eval_*.json`` for the same checkpoint exists is not run
-again. The table (Markdown) and ``suite.json`` go to the work dir.
+``WORK_DIR/NAME/``. A dataset whose ``eval_*.json`` holds the same inputs (the checkpoint's
+content, the resolved config, the image list: its ``result_key``) is not run again; an
+unreadable one is skipped with a warning. The table (Markdown) and ``suite.json`` go to the
+work dir; a failed dataset makes the exit code 1. Paths are relative to the directory the
+command is started in, as are the tests it runs.
 """
 import argparse
 import copy
-import glob
 import json
 import os
 import os.path as osp
@@ -36,7 +38,12 @@ from typing import Dict, List, Optional, Sequence
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from mmcv.utils import Config, DictAction, get_logger, print_log  # noqa: E402
+from mmcv.utils import Config, get_logger, print_log  # noqa: E402
+
+from cascade_clip.utils.config import ConfigOptions, config_values, read_config, write_config  # noqa: E402
+from cascade_clip.utils.files import atomic_output  # noqa: E402
+from cascade_clip.utils.paths import user_path  # noqa: E402
+from cascade_clip.utils.results import file_sha256, newest_eval, result_key  # noqa: E402
 
 # name, label, config (relative to the config dir), build_text_embeddings --dataset
 SUITES = {
@@ -63,7 +70,7 @@ METRICS = ('mIoU', 'mIoU_seen', 'mIoU_unseen', 'hIoU')
 
 
 def parse_checkpoints(items: Sequence[str], names: Sequence[str]) -> Dict[str, str]:
-    """``CKPT`` (every dataset) and / or ``NAME=CKPT`` pairs -> {name: checkpoint}."""
+    """``CKPT`` (every dataset) and / or ``NAME=CKPT`` pairs -> {name: checkpoint} (absolute)."""
     out: Dict[str, str] = {}
     default = None
     for item in items:
@@ -74,7 +81,7 @@ def parse_checkpoints(items: Sequence[str], names: Sequence[str]) -> Dict[str, s
             raise SystemExit(f'unknown dataset {name!r} in {item!r}: expected one of {list(names)}')
         else:
             default = item
-    return {n: out.get(n, default) for n in names if out.get(n, default) is not None}
+    return {n: user_path(out.get(n, default)) for n in names if out.get(n, default) is not None}
 
 
 def move_prefix(path: str, old: str, new: Optional[str]) -> str:
@@ -87,7 +94,7 @@ def move_prefix(path: str, old: str, new: Optional[str]) -> str:
 
 def resolve_config(path: str, train_config: Optional[Config], cfg_options: Optional[dict],
                    data_dir: Optional[str], embedding_dir: Optional[str]) -> Config:
-    cfg = Config.fromfile(path)
+    cfg = read_config(path)
     if train_config is not None:
         model = copy.deepcopy(train_config.model)
         for key in VOCABULARY_KEYS:
@@ -107,21 +114,16 @@ def resolve_config(path: str, train_config: Optional[Config], cfg_options: Optio
     return cfg
 
 
-def dataset_size(cfg: Config) -> int:
-    """Number of test images; the dataset's own error (missing folder, split, label map) if any."""
+def dataset_images(cfg: Config) -> List[str]:
+    """The test images' file names; the dataset's own error (missing folder, split, label map)
+    if any."""
     import cascade_clip  # noqa: F401
     from mmseg.datasets import build_dataset
-    return len(build_dataset(dict(cfg.data.test, test_mode=True)))
+    return [i['filename'] for i in build_dataset(dict(cfg.data.test, test_mode=True)).img_infos]
 
 
-def eval_for(work_dir: str, ckpt: str) -> Optional[dict]:
-    """Metrics of the newest eval json in ``work_dir`` made from ``ckpt`` (None if none)."""
-    for f in sorted(glob.glob(osp.join(work_dir, 'eval_*.json')), reverse=True):
-        with open(f) as fh:
-            data = json.load(fh)
-        if osp.abspath(data.get('checkpoint', '')) == osp.abspath(ckpt):
-            return data['metric']
-    return None
+# the evaluation tools/test.py runs for a row (part of the key of its results)
+EVALUATION = dict(metric=['mIoU'], options={}, aug_test=False)
 
 
 def test_command(config: str, ckpt: str, work_dir: str, launcher: str, gpus: int) -> List[str]:
@@ -136,7 +138,7 @@ def run_suite(suite: str, checkpoints: Dict[str, str], work_dir: str, config_dir
               data_dir: Optional[str] = None, embedding_dir: Optional[str] = None,
               launcher: str = 'none', gpus: int = 1, logger=None) -> List[dict]:
     os.makedirs(work_dir, exist_ok=True)
-    train_cfg = Config.fromfile(train_config) if train_config else None
+    train_cfg = read_config(train_config) if train_config else None
     rows = []
     for name, label, rel, emb_key in SUITES[suite]:
         row = dict(name=name, dataset=label, classes=None, images=None, status='missing')
@@ -148,7 +150,8 @@ def run_suite(suite: str, checkpoints: Dict[str, str], work_dir: str, config_dir
         cfg = resolve_config(path, train_cfg, cfg_options, data_dir, embedding_dir)
         row['classes'] = len(cfg.model.both_class)
         try:
-            row['images'] = dataset_size(cfg)
+            images = dataset_images(cfg)
+            row['images'] = len(images)
         except (FileNotFoundError, ValueError) as e:
             row['reason'] = f'data: {e}'
             continue
@@ -166,22 +169,29 @@ def run_suite(suite: str, checkpoints: Dict[str, str], work_dir: str, config_dir
             continue
         out_dir = osp.join(work_dir, name)
         os.makedirs(out_dir, exist_ok=True)
-        metrics = eval_for(out_dir, ckpt)
-        if metrics is None:
+        # results are reused only when made from the same checkpoint content, resolved config
+        # and images (a moved latest.pth or other options give another key)
+        key = result_key(file_sha256(ckpt), config_values(cfg), images, EVALUATION)
+        found = newest_eval(out_dir, key, logger)
+        if found is None:
             resolved = osp.join(out_dir, 'config.py')
-            cfg.dump(resolved)
+            write_config(cfg, resolved, path)
             cmd = test_command(resolved, ckpt, out_dir, launcher, gpus)
             print_log(f'{label}: {" ".join(cmd)}', logger)
             log_file = osp.join(out_dir, 'test.log')
-            with open(log_file, 'a') as log:
-                proc = subprocess.run(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+            with open(log_file, 'a') as log:  # run from the user's directory, as the paths are
+                proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT,
                                       env=dict(os.environ, PYTHON=sys.executable))
-            metrics = eval_for(out_dir, ckpt)
-            if proc.returncode != 0 or metrics is None:
-                row.update(status='failed', reason=f'tools/test.py exit code {proc.returncode}; see {log_file}')
+            found = newest_eval(out_dir, key, logger)
+            if proc.returncode != 0 or found is None:
+                why = ('wrote no eval_*.json of these inputs' if proc.returncode == 0 else
+                       f'exit code {proc.returncode}')
+                row.update(status='failed', reason=f'tools/test.py {why}; see {log_file}')
                 continue
         else:
-            print_log(f'{label}: results for this checkpoint already in {out_dir}, not run again', logger)
+            print_log(f'{label}: results of this checkpoint, config and images already in '
+                      f'{out_dir}, not run again', logger)
+        metrics = found['metric']
         row.update(status='done', **{k: float(metrics[k]) for k in METRICS if k in metrics})
     return rows
 
@@ -216,22 +226,30 @@ def main(argv=None):
     parser.add_argument('--embedding-dir', help='where the configs\' text_embeddings/ folder is')
     parser.add_argument('--launcher', choices=['none', 'pytorch'], default='none')
     parser.add_argument('--gpus', type=int, default=1, help='processes with --launcher pytorch')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+    parser.add_argument('--cfg-options', nargs='+', action=ConfigOptions,
                         help='applied to every config (after --train-config)')
     args = parser.parse_args(argv)
     logger = get_logger('cascade_clip.suite')
     names = [n for n, *_ in SUITES[args.suite]]
-    config_dir = args.config_dir or osp.join(ROOT, DEFAULT_CONFIG_DIR[args.suite])
-    rows = run_suite(args.suite, parse_checkpoints(args.checkpoints, names), args.work_dir,
-                     config_dir, args.train_config, args.cfg_options, args.data_dir,
-                     args.embedding_dir, args.launcher, args.gpus, logger)
+    # every path the user gave, relative to where the command started (the tests run there too)
+    work_dir = user_path(args.work_dir)
+    config_dir = user_path(args.config_dir) if args.config_dir else osp.join(
+        ROOT, DEFAULT_CONFIG_DIR[args.suite])
+    optional = [None if p is None else user_path(p)
+                for p in (args.train_config, args.data_dir, args.embedding_dir)]
+    rows = run_suite(args.suite, parse_checkpoints(args.checkpoints, names), work_dir, config_dir,
+                     optional[0], args.cfg_options, optional[1], optional[2], args.launcher,
+                     args.gpus, logger)
     table = format_markdown(rows)
-    with open(osp.join(args.work_dir, 'suite.md'), 'w') as f:
+    with atomic_output(osp.join(work_dir, 'suite.md')) as tmp, open(tmp, 'w') as f:
         f.write(table + '\n')
-    with open(osp.join(args.work_dir, 'suite.json'), 'w') as f:
+    with atomic_output(osp.join(work_dir, 'suite.json')) as tmp, open(tmp, 'w') as f:
         json.dump(dict(suite=args.suite, checkpoints=args.checkpoints, rows=rows), f, indent=1)
     print(f'{args.suite} suite (mIoU %):\n\n{table}\n\nwritten to '
-          f'{osp.join(args.work_dir, "suite.md")} and suite.json')
+          f'{osp.join(work_dir, "suite.md")} and suite.json')
+    failed = [r['dataset'] for r in rows if r['status'] == 'failed']
+    if failed:
+        raise SystemExit(f'error: the test of {", ".join(failed)} failed (see the notes above)')
 
 
 if __name__ == '__main__':

@@ -11,11 +11,12 @@ import sys
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 import torch  # noqa: E402
-from mmcv.utils import Config, get_logger, print_log  # noqa: E402
+from mmcv.utils import get_logger, print_log  # noqa: E402
 
 import cascade_clip  # noqa: E402,F401
 from cascade_clip.apis.measure import (build_model_for_measurement, count_flops,  # noqa: E402
                                           count_params)
+from cascade_clip.utils.config import read_config  # noqa: E402
 
 
 def main(argv=None):
@@ -27,7 +28,7 @@ def main(argv=None):
     parser.add_argument('--checkpoint', default=None)
     args = parser.parse_args(argv)
     logger = get_logger('cascade_clip')
-    cfg = Config.fromfile(args.config)
+    cfg = read_config(args.config)
     shape = tuple(args.shape) if args.shape else tuple(cfg.model.test_cfg.get('crop_size', (512, 512)))
     model = build_model_for_measurement(cfg, args.checkpoint, logger).to(args.device)
     flops, by_module = count_flops(model, shape)

@@ -5,9 +5,10 @@
 
 Runs on the config's test set, or on random images of the test crop size when the data is
 absent (or with --random-images). On CUDA the timing is synchronised. Writes
-DIR/fps_<time>.json.
+DIR/fps_<time>_<pid>.json.
 """
 import argparse
+import os
 import os.path as osp
 import sys
 import time
@@ -17,11 +18,13 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 import mmcv  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from mmcv.utils import Config, get_logger, print_log  # noqa: E402
+from mmcv.utils import get_logger, print_log  # noqa: E402
 
 import cascade_clip  # noqa: E402,F401
 from cascade_clip.apis import wrap_model  # noqa: E402
 from cascade_clip.apis.measure import build_model_for_measurement, warn_if_slow_amp  # noqa: E402
+from cascade_clip.utils.config import read_config  # noqa: E402
+from cascade_clip.utils.files import atomic_output  # noqa: E402
 
 
 def batches(cfg, args, logger):
@@ -62,7 +65,7 @@ def main(argv=None):
     if args.num_images <= args.warmup:
         raise SystemExit(f'--num-images ({args.num_images}) must exceed --warmup ({args.warmup})')
     logger = get_logger('cascade_clip')
-    cfg = Config.fromfile(args.config)
+    cfg = read_config(args.config)
     if args.amp:
         cfg.model.amp_dtype = args.amp
         warn_if_slow_amp(args.device, args.amp, logger)
@@ -94,9 +97,10 @@ def main(argv=None):
                ms_per_image=round(1000 / float(np.mean(results)), 2))
     print_log(f'average: {out["average_fps"]} img/s', logger)
     if args.work_dir:
-        mmcv.mkdir_or_exist(args.work_dir)
-        path = osp.join(args.work_dir, f'fps_{time.strftime("%Y%m%d_%H%M%S")}.json')
-        mmcv.dump(out, path, indent=2)
+        # a name of its own per process, written whole, never replacing another run's file
+        path = osp.join(args.work_dir, f'fps_{time.strftime("%Y%m%d_%H%M%S")}_{os.getpid()}.json')
+        with atomic_output(path, replace=False) as tmp:
+            mmcv.dump(out, tmp, file_format='json', indent=2)
         print_log(f'written to {path}', logger)
     return out
 

@@ -12,6 +12,9 @@ table is logged. A seed whose ``eval_*.json`` already exists is not run again (r
 command to finish an interrupted run; training restarts from its latest checkpoint). Each seed
 folder records the resolved config, the options and the process count it was run with
 (``seeds_run.json``); a folder of another configuration is refused, naming what differs.
+Paths are relative to the directory the command is started in, and the runs start there too
+(relative paths inside the config mean what they mean to tools/train.py run by hand). A failed
+seed stops the command with exit code 1.
 """
 import argparse
 import difflib
@@ -31,6 +34,10 @@ sys.path.insert(0, ROOT)
 
 from mmcv.utils import get_logger, print_log  # noqa: E402
 from prettytable import PrettyTable  # noqa: E402
+
+from cascade_clip.utils.files import atomic_output  # noqa: E402
+from cascade_clip.utils.paths import user_path  # noqa: E402
+from cascade_clip.utils.results import newest_eval  # noqa: E402
 
 KEYS = ('mIoU_seen', 'mIoU_unseen', 'hIoU', 'mIoU', 'aAcc')
 
@@ -64,30 +71,29 @@ def format_table(rows: Sequence[Dict[str, float]], summary: Dict[str, Dict[str, 
     return table.get_string()
 
 
-def latest_eval(seed_dir: str) -> Optional[dict]:
-    """The metrics of the newest ``eval_*.json`` in ``seed_dir`` (None if there is none)."""
-    files = sorted(glob.glob(osp.join(seed_dir, 'eval_*.json')))
-    if not files:
-        return None
-    with open(files[-1]) as f:
-        return json.load(f)['metric']
+def latest_eval(seed_dir: str, logger=None) -> Optional[dict]:
+    """The metrics of the newest whole ``eval_*.json`` in ``seed_dir`` (None if there is none;
+    an unreadable one is skipped with a warning naming it)."""
+    found = newest_eval(seed_dir, logger=logger)
+    return None if found is None else found['metric']
 
 
 def seed_commands(config: str, seed: int, seed_dir: str, launcher: str = 'none', gpus: int = 1,
                   cfg_options: Sequence[str] = (), show: bool = False,
                   python: str = sys.executable) -> List[List[str]]:
-    """The train and test command lines of one seed (run from the repository root)."""
+    """The train and test command lines of one seed (the scripts named by their absolute
+    paths: the commands run in the user's directory)."""
     opts = ['--cfg-options', *cfg_options] if cfg_options else []
     ckpt = osp.join(seed_dir, 'latest.pth')
     test_args = ['--eval', 'mIoU', '--work-dir', seed_dir]
     if show:
         test_args += ['--show-dir', osp.join(seed_dir, 'overlays')]
     if launcher == 'none':
-        train = [python, 'tools/train.py', config, '--work-dir', seed_dir]
-        test = [python, 'tools/test.py', config, ckpt]
+        train = [python, osp.join(ROOT, 'tools/train.py'), config, '--work-dir', seed_dir]
+        test = [python, osp.join(ROOT, 'tools/test.py'), config, ckpt]
     else:
-        train = ['bash', 'dist_train.sh', config, str(gpus), seed_dir]
-        test = ['bash', 'dist_test.sh', config, ckpt, str(gpus)]
+        train = ['bash', osp.join(ROOT, 'dist_train.sh'), config, str(gpus), seed_dir]
+        test = ['bash', osp.join(ROOT, 'dist_test.sh'), config, ckpt, str(gpus)]
     train += ['--seed', str(seed), '--deterministic', '--auto-resume', *opts]
     return [train, test + test_args + opts]
 
@@ -97,15 +103,14 @@ RUN_RECORD = 'seeds_run.json'  # per seed folder: the resolved config its result
 
 def resolved_config(config: str, cfg_options: Sequence[str] = ()) -> str:
     """The config text after ``--cfg-options`` as tools/train.py resolves it (``_base_`` files
-    merged, options parsed with MMCV's DictAction)."""
-    from mmcv.utils import Config, DictAction
-    path = config if osp.isfile(config) else osp.join(ROOT, config)  # the commands run in ROOT
-    cfg = Config.fromfile(path)
+    merged, options parsed as tools/train.py parses them)."""
+    from cascade_clip.utils.config import ConfigOptions, config_text, read_config
+    cfg = read_config(config)
     if cfg_options:
         parser = argparse.ArgumentParser()
-        parser.add_argument('--cfg-options', nargs='+', action=DictAction)
+        parser.add_argument('--cfg-options', nargs='+', action=ConfigOptions)
         cfg.merge_from_dict(parser.parse_args(['--cfg-options', *cfg_options]).cfg_options)
-    return cfg.pretty_text
+    return config_text(cfg)
 
 
 def run_record(config: str, cfg_options: Sequence[str], launcher: str, gpus: int) -> dict:
@@ -123,7 +128,7 @@ def check_seed_dir(seed_dir: str, record: dict) -> None:
     options or another process count (they would be re-reported, or resumed, as this one's)."""
     path = osp.join(seed_dir, RUN_RECORD)
     if osp.isfile(path):
-        with open(path) as f:
+        with open(path, encoding='utf-8') as f:
             old = json.load(f)
         if old.get('key') == record['key']:
             return
@@ -148,11 +153,11 @@ def check_seed_dir(seed_dir: str, record: dict) -> None:
 
 
 def run_command(cmd: List[str], log_file: str, env: Optional[dict] = None) -> None:
-    """Run ``cmd`` from the repository root, appending its output to ``log_file``."""
+    """Run ``cmd`` in the user's directory, appending its output to ``log_file``."""
     with open(log_file, 'a') as log:
         log.write(f'$ {" ".join(cmd)}\n')
         log.flush()
-        proc = subprocess.run(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.run(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
     if proc.returncode != 0:
         raise RuntimeError(f'{cmd[:3]}... failed with exit code {proc.returncode}; see {log_file}')
 
@@ -171,16 +176,16 @@ def run_seeds(config: str, seeds: Sequence[int], work_dir: str, launcher: str = 
     rows = []
     for seed in seeds:
         seed_dir = osp.join(work_dir, f'seed_{seed}')
-        metrics = latest_eval(seed_dir)
+        metrics = latest_eval(seed_dir, logger)
         if metrics is None:
             os.makedirs(seed_dir, exist_ok=True)
-            with open(osp.join(seed_dir, RUN_RECORD), 'w') as f:
+            with atomic_output(osp.join(seed_dir, RUN_RECORD)) as tmp, open(tmp, 'w') as f:
                 json.dump(record, f, indent=1)
             start = time.time()
             for cmd in seed_commands(config, seed, seed_dir, launcher, gpus, cfg_options, show):
                 print_log(f'seed {seed}: {" ".join(cmd)}', logger)
                 runner(cmd, osp.join(seed_dir, 'seeds_run.log'), env)
-            metrics = latest_eval(seed_dir)
+            metrics = latest_eval(seed_dir, logger)
             if metrics is None:
                 raise RuntimeError(f'seed {seed}: the test wrote no eval_*.json in {seed_dir}')
             print_log(f'seed {seed} done in {time.time() - start:.0f} s', logger)
@@ -190,7 +195,7 @@ def run_seeds(config: str, seeds: Sequence[int], work_dir: str, launcher: str = 
     summary = aggregate(rows)
     result = dict(config=config, cfg_options=list(cfg_options), config_key=record['key'], seeds=rows, mean={k: v['mean'] for k, v in summary.items()},
                   std={k: v['std'] for k, v in summary.items()}, std_ddof=1)
-    with open(osp.join(work_dir, 'seeds.json'), 'w') as f:
+    with atomic_output(osp.join(work_dir, 'seeds.json')) as tmp, open(tmp, 'w') as f:
         json.dump(result, f, indent=1)
     print_log(f'{config} over seeds {list(seeds)} (mIoU %, std over seeds with n - 1):\n'
               + format_table(rows, summary) + f'\nwritten to {osp.join(work_dir, "seeds.json")}', logger)
@@ -211,8 +216,11 @@ def main(argv=None):
     if len(set(args.seeds)) != len(args.seeds):
         parser.error(f'repeated seeds: {args.seeds}')
     logger = get_logger('cascade_clip.seeds')
-    run_seeds(args.config, args.seeds, args.work_dir, args.launcher, args.gpus, args.cfg_options,
-              args.show, logger=logger)
+    try:  # the paths as the user meant them, wherever the runs start
+        run_seeds(user_path(args.config), args.seeds, user_path(args.work_dir), args.launcher,
+                  args.gpus, args.cfg_options, args.show, logger=logger)
+    except RuntimeError as e:  # a failed seed or a folder of another run: named, exit code 1
+        raise SystemExit(f'error: {e}')
 
 
 if __name__ == '__main__':

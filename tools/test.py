@@ -2,19 +2,22 @@
 
     python tools/test.py CONFIG CKPT --eval mIoU [--work-dir DIR] [--show-dir DIR]
         [--opacity 0.5] [--out results.pkl] [--format-only] [--aug-test] [--launcher pytorch]
+
+Every output (--show-dir, the --format-only results, --out, the metrics json) must lie outside
+the dataset's image and label folders (refused before testing) and is written whole or not at
+all. The metrics go to WORK_DIR/eval_<time>_<pid>.json, never replacing another run's, with
+the SHA-256 of the checkpoint and the ``result_key`` of everything they depend on.
 """
 import argparse
 import os
 import os.path as osp
 import sys
-import time
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 import mmcv  # noqa: E402
 from mmcv.cnn.utils import revert_sync_batchnorm  # noqa: E402
 from mmcv.runner import get_dist_info  # noqa: E402
-from mmcv.utils import Config, DictAction  # noqa: E402
 from mmseg.apis import single_gpu_test  # noqa: E402
 from mmseg.datasets import build_dataloader, build_dataset  # noqa: E402
 from mmseg.models import build_segmentor  # noqa: E402
@@ -25,14 +28,18 @@ from cascade_clip.apis import (check_config, check_model_matches_dataset,  # noq
                                check_overrides, exit_on_sigterm, init_distributed, load_weights,
                                resolve_precision, wrap_model)
 from cascade_clip.core import collect_results  # noqa: E402
-from cascade_clip.utils.paths import check_names_inside  # noqa: E402
+from cascade_clip.utils.config import ConfigOptions, config_values, read_config  # noqa: E402
+from cascade_clip.utils.files import atomic_output  # noqa: E402
+from cascade_clip.utils.paths import check_names_inside, check_outputs_apart  # noqa: E402
+from cascade_clip.utils.results import (eval_json_path, file_sha256, result_key,  # noqa: E402
+                                        write_eval_json)
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description='Test (and evaluate) a Cascade-CLIP model')
     parser.add_argument('config', help='test config file path')
     parser.add_argument('checkpoint', help='checkpoint file')
-    parser.add_argument('--work-dir', help='where the evaluation metrics (eval_<time>.json) go')
+    parser.add_argument('--work-dir', help='where the evaluation metrics (eval_<time>_<pid>.json) go')
     parser.add_argument('--aug-test', action='store_true', help='multi-scale + flip test')
     parser.add_argument('--out', help='output result file in pickle format')
     parser.add_argument('--format-only', action='store_true',
@@ -46,9 +53,9 @@ def parse_args(argv=None):
     parser.add_argument('--gpu-id', type=int, default=0, help='id of the GPU (non-distributed)')
     parser.add_argument('--tmpdir', help='accepted for MMSeg compatibility and unused: results are '
                         'gathered over the process group, no folder is written or deleted')
-    parser.add_argument('--cfg-options', '--options', nargs='+', action=DictAction,
+    parser.add_argument('--cfg-options', '--options', nargs='+', action=ConfigOptions,
                         help='override config settings, key=value')
-    parser.add_argument('--eval-options', nargs='+', action=DictAction,
+    parser.add_argument('--eval-options', nargs='+', action=ConfigOptions,
                         help='custom options for evaluation')
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none')
     parser.add_argument('--opacity', type=float, default=0.5, help='opacity of the overlays (0, 1]')
@@ -73,11 +80,14 @@ def main(argv=None):
     if not osp.isfile(args.checkpoint):
         raise SystemExit(f'checkpoint not found: {args.checkpoint}')
 
-    cfg = Config.fromfile(args.config)
+    cfg = read_config(args.config)
     check_overrides(cfg, args.cfg_options)
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)
     check_config(cfg, 'test')
+    # the resolved config's values, part of the key of the metrics json (a value no config
+    # file can hold is refused here, before any work)
+    resolved = config_values(cfg) if args.work_dir is not None and args.eval else None
     if args.aug_test:
         cfg.data.test.pipeline[1].img_ratios = [0.5, 0.75, 1.0, 1.25, 1.5, 1.75]
         cfg.data.test.pipeline[1].flip = True
@@ -92,15 +102,26 @@ def main(argv=None):
     rank, _ = get_dist_info()
     setup_multi_processes(cfg)  # after the process group: it creates the logger
     logger = get_root_logger(log_level=cfg.get('log_level', 'INFO'))
-    json_file = None
-    if args.work_dir is not None and rank == 0:
-        mmcv.mkdir_or_exist(osp.abspath(args.work_dir))
-        timestamp = time.strftime('%Y%m%d_%H%M%S', time.localtime())
-        json_file = osp.join(args.work_dir, f'eval_{timestamp}.json')
+    json_file = (eval_json_path(args.work_dir) if args.work_dir is not None and args.eval and rank == 0
+                 else None)
 
     dataset = build_dataset(cfg.data.test)
-    if args.show_dir:  # MMSeg writes each overlay at show_dir/<image name relative to img_dir>
-        check_names_inside(args.show_dir, [i['filename'] for i in dataset.img_infos], 'overlay')
+    eval_kwargs = {} if args.eval_options is None else dict(args.eval_options)
+    if args.format_only:
+        eval_kwargs.setdefault('imgfile_prefix', osp.join(args.work_dir or '.', 'format_results'))
+    format_only = args.format_only or eval_kwargs.get('imgfile_prefix') is not None
+    try:  # every output apart from the data, before any work
+        check_outputs_apart(
+            {'--show-dir': args.show_dir, '--out': args.out, 'the metrics file': json_file,
+             'the --format-only results folder': eval_kwargs.get('imgfile_prefix')},
+            {"the dataset's image folder": dataset.img_dir,
+             "the dataset's label folder": dataset.ann_dir})
+        if args.show_dir:  # MMSeg writes each overlay at show_dir/<image name relative to img_dir>
+            check_names_inside(args.show_dir, [i['filename'] for i in dataset.img_infos], 'overlay')
+    except ValueError as e:
+        raise SystemExit(f'error: {e}')
+    if args.work_dir is not None and rank == 0:
+        mmcv.mkdir_or_exist(osp.abspath(args.work_dir))
     loader_cfg = dict(num_gpus=len(cfg.gpu_ids), dist=distributed, shuffle=False)
     loader_cfg.update({k: v for k, v in cfg.data.items() if k not in [
         'train', 'val', 'test', 'train_dataloader', 'val_dataloader', 'test_dataloader']})
@@ -113,6 +134,12 @@ def main(argv=None):
     if cfg.model.get('class_names') is None:
         cfg.model.class_names = list(dataset.CLASSES)
     model = build_segmentor(cfg.model, test_cfg=cfg.get('test_cfg'))
+    checkpoint_sha256 = key = None
+    if json_file is not None:  # hashed before the weights are read from the file
+        checkpoint_sha256 = file_sha256(args.checkpoint)
+        key = result_key(checkpoint_sha256, resolved, [i['filename'] for i in dataset.img_infos],
+                         dict(metric=list(args.eval), options=args.eval_options or {},
+                              aug_test=args.aug_test))
     # the checkpoint must be this model; unless the config is a cross-dataset one, it must
     # have been trained on this dataset's classes and split
     try:
@@ -122,11 +149,6 @@ def main(argv=None):
     except ValueError as e:  # CheckpointError included: a message, not a traceback
         raise SystemExit(f'error: {e}')
     model.PALETTE = dataset.PALETTE
-
-    eval_kwargs = {} if args.eval_options is None else args.eval_options
-    if args.format_only:
-        eval_kwargs.setdefault('imgfile_prefix', osp.join(args.work_dir or '.', 'format_results'))
-    format_only = args.format_only or eval_kwargs.get('imgfile_prefix') is not None
 
     model = revert_sync_batchnorm(model) if device == 'cpu' else model
     model = wrap_model(model, device, distributed)
@@ -147,19 +169,16 @@ def main(argv=None):
     if rank == 0:
         if args.out:
             logger.info(f'writing results to {args.out}')
-            mmcv.dump(results, args.out)
+            with atomic_output(args.out) as tmp:
+                mmcv.dump(results, tmp)
         if args.eval:
             eval_kwargs.update(metric=args.eval)
             metric = dataset.evaluate(results, logger=logger, **eval_kwargs)
             if json_file is not None:
-                tmp = json_file + '.tmp'
-                try:
-                    mmcv.dump(dict(config=args.config, checkpoint=args.checkpoint,
-                                   metric=metric), tmp, file_format='json', indent=2)
-                    os.replace(tmp, json_file)
-                finally:  # an error or SIGTERM during the write leaves no partial file
-                    if osp.exists(tmp):
-                        os.remove(tmp)
+                write_eval_json(json_file, dict(
+                    config=args.config, checkpoint=args.checkpoint,
+                    checkpoint_sha256=checkpoint_sha256, images=len(dataset),
+                    result_key=key, metric=metric))
                 logger.info(f'metrics written to {json_file}')
 
 

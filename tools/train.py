@@ -22,7 +22,7 @@ import mmcv  # noqa: E402
 import torch  # noqa: E402
 from mmcv.cnn.utils import revert_sync_batchnorm  # noqa: E402
 from mmcv.runner import get_dist_info  # noqa: E402
-from mmcv.utils import Config, DictAction, get_git_hash  # noqa: E402
+from mmcv.utils import get_git_hash  # noqa: E402
 from mmseg import __version__ as mmseg_version  # noqa: E402
 from mmseg.apis import init_random_seed, set_random_seed  # noqa: E402
 from mmseg.datasets import build_dataset  # noqa: E402
@@ -35,6 +35,8 @@ from cascade_clip.apis import (check_config, check_model_matches_dataset,  # noq
                                resolve_precision, set_total_batch, train_segmentor)
 from cascade_clip.apis.work_dir import lock_work_dir  # noqa: E402
 from cascade_clip.utils.checkpoint import check_local_source  # noqa: E402
+from cascade_clip.utils.config import (ConfigOptions, config_text, dump_path,  # noqa: E402
+                                       read_config, write_config)
 
 
 def parse_args(argv=None):
@@ -57,7 +59,7 @@ def parse_args(argv=None):
     parser.add_argument('--seed', type=int, default=None, help='random seed')
     parser.add_argument('--diff-seed', action='store_true', help='a different seed per rank')
     parser.add_argument('--deterministic', action='store_true', help='deterministic CUDNN')
-    parser.add_argument('--cfg-options', '--options', nargs='+', action=DictAction,
+    parser.add_argument('--cfg-options', '--options', nargs='+', action=ConfigOptions,
                         help='override config settings, key=value')
     parser.add_argument('--total-batch', type=int, default=None,
                         help='effective batch per optimizer step (e.g. 16, the published 4 GPUs '
@@ -73,7 +75,7 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    cfg = Config.fromfile(args.config)
+    cfg = read_config(args.config)
     check_overrides(cfg, args.cfg_options)  # an option nothing reads would change nothing
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)
@@ -103,17 +105,24 @@ def main(argv=None):
     distributed = init_distributed(args.launcher, **cfg.get('dist_params', {}))
     rank, world_size = get_dist_info()
     if distributed:
-        cfg.gpu_ids = range(world_size)
+        cfg.gpu_ids = list(range(world_size))
 
     # cfg.fp16 / fp16 hook types onto model.amp_dtype (shown in the dumped and logged config)
     resolve_precision(cfg, logger='silent')
     if args.total_batch is not None:
         set_total_batch(cfg, args.total_batch, world_size)
 
+    # a value no config file can hold, or no name for the dump, is named before the work dir
+    # is touched (the user's config is never overwritten by the dump)
+    try:
+        text = config_text(cfg)
+        dump = dump_path(args.config, cfg.work_dir)
+    except (ValueError, FileExistsError) as e:
+        raise SystemExit(f'error: config {args.config}: {e}')
     mmcv.mkdir_or_exist(osp.abspath(cfg.work_dir))
     work_dir_lock = lock_work_dir(cfg.work_dir) if rank == 0 else None  # noqa: F841 (held to the end)
     if rank == 0:
-        cfg.dump(osp.join(cfg.work_dir, osp.basename(args.config)))
+        write_config(cfg, dump, args.config)
     timestamp = time.strftime('%Y%m%d_%H%M%S', time.localtime())
     log_file = osp.join(cfg.work_dir, f'{timestamp}.log')
     logger = get_root_logger(log_file=log_file, log_level=cfg.log_level)
@@ -124,7 +133,11 @@ def main(argv=None):
     logger.info('Environment info:\n' + env_info)
     meta['env_info'] = env_info
     logger.info(f'Distributed training: {distributed} (world size {world_size}, device {cfg.device})')
-    logger.info(f'Config:\n{cfg.pretty_text}')
+    logger.info(f'Config:\n{text}')
+    if osp.basename(dump) != osp.basename(args.config):
+        logger.info(f'resolved config written to {dump}, not to {osp.basename(args.config)} there: '
+                    f'that file is the config itself or a file of yours (only earlier dumps are '
+                    f'replaced)')
 
     seed = init_random_seed(args.seed, device=cfg.device)
     seed = seed + rank if args.diff_seed else seed
@@ -155,7 +168,7 @@ def main(argv=None):
         cfg.checkpoint_config.meta = dict(
             mmseg_version=f'{mmseg_version}+{get_git_hash()[:7]}',
             cascade_clip_version=cascade_clip.__version__,
-            config=cfg.pretty_text,
+            config=config_text(cfg),
             CLASSES=list(datasets[0].CLASSES),
             PALETTE=[list(map(int, c)) for c in datasets[0].PALETTE] if datasets[0].PALETTE is not None else None)
     train_segmentor(model, datasets, cfg, distributed=distributed, validate=not args.no_validate,

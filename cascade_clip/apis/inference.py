@@ -19,6 +19,7 @@ from mmseg.datasets.builder import DATASETS
 from mmseg.datasets.pipelines import Compose
 from mmseg.models import build_segmentor
 
+from ..utils.config import read_config
 from .checkpoint import load_weights
 
 
@@ -45,7 +46,7 @@ def init_model(config: Union[str, Config],
     config's model exactly (``load_weights``).
     """
     if isinstance(config, (str, os.PathLike)):
-        cfg, name = Config.fromfile(str(config)), str(config)
+        cfg, name = read_config(str(config)), str(config)
     elif isinstance(config, Config):
         # a copy: the caller's config is left as it was (Config.copy() is a plain ConfigDict)
         cfg = copy.deepcopy(config)

@@ -4,12 +4,16 @@ Two runs writing into one work dir overwrite each other's checkpoints and interl
 The run takes an exclusive ``flock`` on ``<work_dir>/.train.lock`` before it writes anything
 there; the kernel releases it when the process ends, however it ends (exception, SIGTERM,
 kill -9), so a lock file left by a finished or dead run never blocks the next one. The file
-holds the owner's process id and host, for the message of a refused second run.
+holds the owner's process id and host, for the message of a refused second run. It is opened
+without following links and must be a plain file: a link planted there is refused, its
+target never truncated.
 """
+import errno
 import fcntl
 import os
 import os.path as osp
 import socket
+import stat
 from typing import Optional
 
 LOCK_NAME = '.train.lock'
@@ -24,10 +28,26 @@ class WorkDirLock:
     when the process exits)."""
 
     def __init__(self, work_dir: str):
+        self._fd: Optional[int] = None  # set first: __del__ runs even when __init__ fails
         self.path = osp.join(work_dir, LOCK_NAME)
-        # O_CREAT without O_TRUNC: the owner's pid in an existing file stays readable until
-        # the lock is ours
-        self._fd: Optional[int] = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            # O_CREAT without O_TRUNC: the owner's pid in an existing file stays readable until
+            # the lock is ours; O_NOFOLLOW: a link planted there is not followed to its target
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW,
+                               0o644)
+        except OSError as e:
+            if e.errno == errno.ELOOP:
+                raise OSError(f'{self.path} is a symbolic link (to {os.readlink(self.path)}): '
+                              f'refused, its target is not written; remove the link') from None
+            hint = (f' (the work dir {work_dir} must be writable)'
+                    if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS) else '')
+            raise OSError(e.errno, f'cannot open the lock file {self.path}: {e.strerror}{hint}') from None
+        st = os.fstat(self._fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:
+            self.release()
+            raise OSError(f'{self.path} is not a plain file of its own (a '
+                          f'{"hard link" if stat.S_ISREG(st.st_mode) else "special file"}): '
+                          f'refused, it is not written; remove it')
         try:
             fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -1,4 +1,5 @@
 """Generic zero-shot segmentation dataset with seen / unseen / hIoU evaluation (seen / unseen splits as in the paper's zero-shot protocol)."""
+import io
 import os.path as osp
 from collections import OrderedDict
 from typing import Dict, List, Optional, Sequence
@@ -9,8 +10,10 @@ from mmcv.utils import print_log
 from mmseg.core.evaluation.metrics import intersect_and_union, pre_eval_to_metrics
 from mmseg.datasets.builder import DATASETS, PIPELINES
 from mmseg.datasets.custom import CustomDataset
+from mmseg.utils import get_root_logger
 from prettytable import PrettyTable
 
+from ..utils.files import read_text, write_image
 from ..utils.labels import check_label_values
 from ..utils.paths import escapes, join_inside
 from ..utils.strict import strict_kwargs
@@ -188,8 +191,17 @@ class ZeroShotDataset(CustomDataset):
             raise named from e
 
     def load_annotations(self, img_dir, img_suffix, ann_dir, seg_map_suffix, split):
-        img_infos = super().load_annotations(img_dir, img_suffix, ann_dir, seg_map_suffix, split)
-        if split is not None:
+        """MMSeg's image list; a split file is read here, as MMSeg reads it (one name a line)
+        but as UTF-8 without a byte-order mark (MMSeg would keep the invisible mark in the
+        first name), each name checked to stay inside the dataset folders."""
+        if split is None:
+            img_infos = super().load_annotations(img_dir, img_suffix, ann_dir, seg_map_suffix, split)
+        else:
+            names = [line.strip() for line in io.StringIO(read_text(split, 'split file'))]
+            img_infos = [dict(filename=name + img_suffix, **(
+                {} if ann_dir is None else dict(ann=dict(seg_map=name + seg_map_suffix))))
+                for name in names]
+            print_log(f'Loaded {len(img_infos)} images', logger=get_root_logger())
             check_split_entries(split, img_infos, img_suffix, img_dir, ann_dir)
         if not img_infos:
             raise FileNotFoundError(f'no images ending in {img_suffix!r} found in {img_dir}'
@@ -202,7 +214,8 @@ class ZeroShotDataset(CustomDataset):
         Each goes to ``imgfile_prefix/<image path relative to img_dir>.png`` (sub-folders
         kept, so images of the same base name in different folders keep their own results).
         With ``reduce_zero_label`` the ids are shifted back by one (0 = background again).
-        Returns the written paths.
+        Returns the written paths. Each file is written whole or not at all (a full disk: an
+        OSError naming the file, no truncated PNG among the others).
         """
         if indices is None:
             indices = list(range(len(self)))
@@ -214,7 +227,7 @@ class ZeroShotDataset(CustomDataset):
             # the image's path relative to img_dir: a/x.jpg and b/x.jpg give two files
             name = osp.splitext(self.img_infos[idx]['filename'])[0]
             path = join_inside(imgfile_prefix, f'{name}.png', 'result file')
-            mmcv.imwrite(out.astype(np.uint8 if out.max(initial=0) < 256 else np.uint16), path)
+            write_image(out.astype(np.uint8 if out.max(initial=0) < 256 else np.uint16), path)
             files.append(path)
         return files
 

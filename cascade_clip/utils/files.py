@@ -8,6 +8,7 @@ import os.path as osp
 import shutil
 from typing import Callable, Iterator, TypeVar
 
+import mmcv
 import numpy as np
 
 T = TypeVar('T')
@@ -94,11 +95,17 @@ def read_named(path: str, reader: Callable[[str], T]) -> T:
 
 
 @contextlib.contextmanager
-def atomic_output(path: str) -> Iterator[str]:
+def atomic_output(path: str, replace: bool = True) -> Iterator[str]:
     """Write ``path`` whole or not at all: yields a temporary name in the same folder (same
-    extension, hidden) for the writer; renamed to ``path`` when the block ends normally and
+    extension, hidden) for the writer; moved to ``path`` when the block ends normally and
     removed otherwise. A failed write raises OSError naming ``path`` (and the free space when
-    the disk is full)."""
+    the disk is full).
+
+    Args:
+        path: the file to write.
+        replace: replace an existing ``path`` (atomically); False: never, the end of the block
+            raises FileExistsError naming ``path`` when it exists (a file of another process).
+    """
     path = str(path)
     folder, name = osp.split(osp.abspath(path))
     stem, ext = osp.splitext(name)
@@ -106,7 +113,10 @@ def atomic_output(path: str) -> Iterator[str]:
     try:
         os.makedirs(folder, exist_ok=True)
         yield tmp
-        os.replace(tmp, path)  # a link at ``path`` is replaced, its target left alone
+        if replace:
+            os.replace(tmp, path)  # a link at ``path`` is replaced, its target left alone
+        else:
+            _move_to_new_name(tmp, path)
     except (OSError, RuntimeError) as e:
         full = getattr(e, 'errno', None) == errno.ENOSPC or 'No space left' in str(e)
         if not isinstance(e, OSError) and not full:
@@ -114,10 +124,47 @@ def atomic_output(path: str) -> Iterator[str]:
         reason = 'no space left on the device' if full else (e.strerror or str(e))
         if full:
             reason += f' ({shutil.disk_usage(folder).free / 2**20:.1f} MiB free there)'
-        raise OSError(errno.ENOSPC if full else e.errno, f'could not write {path}: {reason}') from e
+        code = errno.ENOSPC if full else e.errno
+        message = f'could not write {path}: {reason}'
+        # OSError(code, ...) is FileExistsError, PermissionError, ... as the code says
+        raise (OSError(code, message) if code is not None else OSError(message)) from e
     finally:
         if osp.lexists(tmp):
             os.remove(tmp)
+
+
+def _move_to_new_name(tmp: str, path: str) -> None:
+    """Give the complete file ``tmp`` the name ``path`` unless ``path`` exists (FileExistsError):
+    a hard link claims the name atomically."""
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        raise
+    except OSError:  # a file system without hard links: claim the name, then fill it
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+        os.replace(tmp, path)
+
+
+def write_image(img: np.ndarray, path: str) -> None:
+    """``mmcv.imwrite(img, path)`` whole or not at all (:func:`atomic_output`); the format
+    follows ``path``'s extension. OSError naming ``path`` when it cannot be written."""
+    with atomic_output(path) as tmp:
+        if not mmcv.imwrite(img, tmp):
+            raise OSError(f'the image could not be encoded as {osp.splitext(path)[1]}')
+
+
+def read_text(path: str, what: str) -> str:
+    """The text of the UTF-8 file ``path`` without a byte-order mark (an editor may add one:
+    invisible, it would become part of the first line). ``what`` says what the file is (e.g.
+    'split file') for the message of a file that is not UTF-8, which names the byte offset."""
+    with open(path, 'rb') as f:
+        data = f.read()
+    try:
+        text = data.decode('utf-8')
+    except UnicodeDecodeError as e:
+        raise ValueError(f'{what} {path} is not UTF-8 text: byte 0x{data[e.start]:02x} at offset '
+                         f'{e.start} cannot be decoded ({e.reason}); save the file as UTF-8') from None
+    return text[1:] if text.startswith('\ufeff') else text
 
 
 TEMPORARY_NAME = r'^\.(?P<stem>.+)\.tmp-(?P<pid>\d+)(?P<ext>\.[^.]*)?$'  # atomic_output's names

@@ -1,4 +1,5 @@
 """One training run per work dir: an OS lock, released however its holder ends."""
+import gc
 import os
 import signal
 import socket
@@ -46,3 +47,39 @@ def test_release_lets_the_next_run_lock(tmp_path):
     lock_work_dir(str(tmp_path)).release()
     del first
     assert sorted(p.name for p in tmp_path.iterdir()) == [LOCK_NAME]
+
+
+def test_a_link_planted_as_the_lock_file_is_refused_and_its_target_kept(tmp_path):
+    target = tmp_path / 'notes.txt'
+    target.write_text('keep me')
+    work = tmp_path / 'work'
+    work.mkdir()
+    os.symlink(target, work / LOCK_NAME)
+    with pytest.raises(OSError, match=rf'^{work}/{LOCK_NAME} is a symbolic link \(to {target}\): '
+                       r'refused, its target is not written; remove the link$'):
+        lock_work_dir(str(work))
+    assert target.read_text() == 'keep me'
+    # a hard link to the file: the same, named
+    os.remove(work / LOCK_NAME)
+    os.link(target, work / LOCK_NAME)
+    with pytest.raises(OSError, match=rf'^{work}/{LOCK_NAME} is not a plain file of its own \(a hard '
+                       r'link\): refused'):
+        lock_work_dir(str(work))
+    assert target.read_text() == 'keep me'
+
+
+def test_an_unwritable_work_dir_is_named_and_nothing_is_raised_afterwards(tmp_path, monkeypatch):
+    """(Tests may run as root, for whom a read-only folder is writable: os.open is made to fail
+    as it does for other users.)"""
+    def read_only(path, flags, mode=0o777):
+        raise PermissionError(13, 'Permission denied', path)
+
+    unraisable = []
+    monkeypatch.setattr(sys, 'unraisablehook', unraisable.append)
+    monkeypatch.setattr(os, 'open', read_only)
+    with pytest.raises(PermissionError, match=rf'^\[Errno 13\] cannot open the lock file '
+                       rf'{tmp_path}/{LOCK_NAME}: Permission denied \(the work dir {tmp_path} must '
+                       r'be writable\)$'):
+        lock_work_dir(str(tmp_path))
+    gc.collect()  # the half-built lock object is collected: its __del__ raises nothing
+    assert unraisable == []

@@ -71,3 +71,24 @@ def test_split_naming_missing_images_is_refused_at_build(tmp_path):
     with pytest.raises(FileNotFoundError, match=r'2 of the 4 label maps listed in the split .*val.txt do not exist: .*ann/c.png, '
                        r'.*ann/d.png$'):
         dataset(root, split='val.txt')
+
+
+def test_split_file_with_a_byte_order_mark_lists_its_images(tmp_path):
+    """An editor's invisible UTF-8 mark is not part of the first name (MMSeg would look for
+    '\\ufeffa.jpg' and report that a.jpg does not exist)."""
+    root = str(tmp_path)
+    make(root, names=('a', 'b', 'c'))
+    (tmp_path / 'val.txt').write_bytes(b'\xef\xbb\xbfa\r\nc\r\n')  # Windows editor: mark and CRLF
+    ds = dataset(root, split='val.txt')
+    assert [i['filename'] for i in ds.img_infos] == ['a.jpg', 'c.jpg']
+    assert [i['ann']['seg_map'] for i in ds.img_infos] == ['a.png', 'c.png']
+    assert ds[0]['img'].shape == (8, 8, 3)
+
+
+def test_split_file_that_is_not_utf8_is_named_with_the_offset(tmp_path):
+    root = str(tmp_path)
+    make(root)
+    (tmp_path / 'val.txt').write_bytes(b'a\nb\xe9\n')  # Latin-1
+    with pytest.raises(ValueError, match=rf'split file {tmp_path}/val.txt is not UTF-8 text: byte '
+                       r'0xe9 at offset 3 cannot be decoded'):
+        dataset(root, split='val.txt')

@@ -95,7 +95,7 @@ def test_suite_rerun_reuses_finished_results(suite_run):
     before = sorted(glob.glob(osp.join(work, '*', 'eval_*.json')))
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0
-    assert 'ADE20K-847: results for this checkpoint already in' in proc.stdout + proc.stderr
+    assert 'ADE20K-847: results of this checkpoint, config and images already in' in proc.stdout + proc.stderr
     assert sorted(glob.glob(osp.join(work, '*', 'eval_*.json'))) == before
 
 
@@ -110,3 +110,84 @@ def test_zero_shot_suite_asks_for_per_setting_checkpoints(tmp_path):
     assert list(rows) == ['coco', 'voc20', 'pc59', 'pc60']
     assert all(r['status'] == 'missing' and r['reason'].startswith('data: ') for r in rows.values())
     assert (rows['coco']['classes'], rows['pc60']['classes']) == (171, 60)
+
+
+def suite_argv(suite_run, checkpoint, data_dir, *options):
+    """eval_suite's arguments for ``checkpoint`` with the fixture's options (relative paths
+    stay relative: the command runs from another folder)."""
+    _, ckpt, _, cmd, _ = suite_run
+    base = osp.dirname(ckpt)
+    return [checkpoint, '--train-config', TRAIN_CONFIG, '--work-dir', 'runs', '--data-dir', data_dir,
+            '--embedding-dir', osp.join(base, 'text_embeddings'), '--cfg-options',
+            *cmd[cmd.index('--cfg-options') + 1:], *options]
+
+
+def voc21(work):
+    rows = {r['name']: r for r in json.load(open(osp.join(work, 'suite.json')))['rows']}
+    return rows['voc21']
+
+
+def test_results_are_keyed_by_checkpoint_content_config_and_images(suite_run, tmp_path, monkeypatch,
+                                                                   caplog):
+    """From another folder with a relative --work-dir: results land there; a rerun reuses a
+    result only for the same checkpoint content, resolved config and images."""
+    from tools import eval_suite
+    _, ckpt, _, _, _ = suite_run
+    data = tmp_path / 'data'  # VOC only: one dataset runs
+    data.mkdir()
+    os.symlink(osp.join(osp.dirname(ckpt), 'datasets', 'VOCdevkit'), data / 'VOCdevkit')
+    here = tmp_path / 'elsewhere'
+    here.mkdir()
+    monkeypatch.chdir(here)
+    torch.save(torch.load(ckpt), 'latest.pth')
+    argv = suite_argv(suite_run, 'latest.pth', '../data')
+    out = here / 'runs' / 'voc21'
+
+    def evals():
+        return sorted(glob.glob(str(out / 'eval_*.json')))
+
+    eval_suite.main(argv)
+    assert voc21(here / 'runs')['status'] == 'done' and len(evals()) == 1
+    assert not osp.exists(osp.join(ROOT, 'runs'))  # nothing inside the checkout
+    first = json.load(open(evals()[0]))
+    assert voc21(here / 'runs')['mIoU'] == first['metric']['mIoU'] and first['images'] == 3
+    # a run on two of the three images (another split): its own result
+    split = tmp_path / 'two.txt'
+    split.write_text('2007_000033\n2007_000042\n')
+    eval_suite.main(argv + [f'data.test.split={split}'])
+    assert len(evals()) == 2 and voc21(here / 'runs')['images'] == 2
+    # all images again: the first result is reused, not the newer one of the subset
+    eval_suite.main(argv)
+    assert len(evals()) == 2 and voc21(here / 'runs')['mIoU'] == first['metric']['mIoU']
+    # latest.pth now holds another checkpoint: run again, the new numbers reported
+    state = torch.load('latest.pth')
+    torch.manual_seed(1)
+    state['state_dict'] = {k: v + 0.5 * torch.randn_like(v) if v.is_floating_point() else v
+                           for k, v in state['state_dict'].items()}
+    torch.save(state, 'latest.pth')
+    eval_suite.main(argv)
+    assert len(evals()) == 3
+    new = [d for d in (json.load(open(f)) for f in evals())
+           if d['checkpoint_sha256'] != first['checkpoint_sha256']]
+    assert len(new) == 1 and voc21(here / 'runs')['mIoU'] == new[0]['metric']['mIoU']
+    # an empty eval json (a run cut off) is skipped with a warning naming it
+    empty = out / 'eval_29991231_235959_1.json'
+    empty.write_text('')
+    with caplog.at_level('WARNING'):
+        eval_suite.main(argv)
+    assert f'skipped {empty}: not a readable evaluation result' in caplog.text
+    assert len(evals()) == 4 and voc21(here / 'runs')['mIoU'] == new[0]['metric']['mIoU']
+
+
+def test_a_failed_dataset_is_a_nonzero_exit(suite_run, tmp_path, monkeypatch):
+    from tools import eval_suite
+    _, ckpt, _, _, _ = suite_run
+    data = tmp_path / 'data'
+    data.mkdir()
+    os.symlink(osp.join(osp.dirname(ckpt), 'datasets', 'VOCdevkit'), data / 'VOCdevkit')
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / 'notes.pth').write_text('not weights')
+    with pytest.raises(SystemExit, match=r'^error: the test of Pascal VOC-21 \(VOC-20b\) failed'):
+        eval_suite.main(suite_argv(suite_run, 'notes.pth', 'data'))
+    row = voc21(tmp_path / 'runs')
+    assert row['status'] == 'failed' and 'tools/test.py exit code 1' in row['reason']

@@ -1,5 +1,6 @@
 """tools/train.py and tools/test.py: config sections checked before any work, one training run
 per work dir, overlays and result files inside the folders asked for, under their relative names."""
+import logging
 import os
 import os.path as osp
 import shutil
@@ -136,3 +137,177 @@ def test_show_dir_and_format_only_keep_relative_names(demo, tmp_path):
     assert results == ['a', 'a/x.png', 'b', 'b/x.png']
     for sub in ('a', 'b'):
         assert mmcv.imread(str(work / 'format_results' / sub / 'x.png'), flag='unchanged').shape == (64, 64)
+
+
+# ------------------------------------------------------------ in-process runs of the tools
+def demo_options(root, data_root=None):
+    """options() with the data at ``data_root`` (default: ``root``), one training iteration."""
+    opts = options(root)[1:]
+    opts = [o for o in opts if not o.startswith(('data.train.data_root', 'data.val.data_root',
+                                                 'data.test.data_root', 'runner.max_iters',
+                                                 'checkpoint_config.interval'))]
+    opts += ['runner.max_iters=1', 'checkpoint_config.interval=1', 'evaluation.interval=1']
+    opts += [f'data.{s}.data_root={data_root or root}' for s in ('train', 'val', 'test')]
+    return ['--cfg-options', *opts]
+
+
+@pytest.fixture(scope='module')
+def awkward_training(demo, tmp_path_factory):
+    """tools/train.py (in-process) with an apostrophe, quotes and spaces in the work dir and the
+    data root, and the config placed in its own work dir: exp/my.py --work-dir exp."""
+    from tools import train
+    root, _ = demo
+    tmp = tmp_path_factory.mktemp('awkward')
+    data_root = tmp / 'bob\'s "demo" data'
+    os.symlink(root, data_root)
+    work = tmp / "bob's runs" / 'w'
+    work.mkdir(parents=True)
+    mine = work / 'my.py'
+    mine.write_text(Config.fromfile(CONFIG).pretty_text)  # the user's flattened config
+    before = mine.read_bytes()
+    logged = logging.Handler()  # the run's log (in-process, MMSeg's logger may have no file)
+    logged.emit = lambda record: messages.append(record.getMessage())
+    messages = []
+    logging.getLogger('mmseg').addHandler(logged)
+    try:
+        train.main([str(mine), '--work-dir', str(work), '--no-validate',
+                    *demo_options(root, str(data_root))])
+    finally:
+        logging.getLogger('mmseg').removeHandler(logged)
+    return work, mine, before, str(data_root), '\n'.join(messages)
+
+
+def test_train_with_quotes_in_paths_dumps_a_config_that_loads_back(awkward_training):
+    work, _, _, data_root, _ = awkward_training
+    assert osp.isfile(work / 'iter_1.pth')
+    dumped = Config.fromfile(str(work / 'my.resolved.py'))
+    assert dumped.work_dir == str(work) and "bob's runs" in dumped.work_dir
+    for split in ('train', 'val', 'test'):
+        assert dumped.data[split].data_root == data_root  # spaces and quotes kept
+    assert dumped.runner.max_iters == 1 and dumped.model.pretrained.endswith('tiny_clip.pt')
+    # the config text in the checkpoint loads too
+    from cascade_clip.utils import safe_load
+    meta = Config.fromstring(safe_load(str(work / 'iter_1.pth'))['meta']['config'], '.py')
+    assert meta.data.train.data_root == data_root
+    assert not [p for p in os.listdir(work) if '.tmp-' in p]
+
+
+def test_train_never_overwrites_the_config_in_its_work_dir(awkward_training):
+    work, mine, before, _, log = awkward_training
+    assert mine.read_bytes() == before
+    assert (f'resolved config written to {work}/my.resolved.py, not to my.py there: that file is '
+            f'the config itself or a file of yours') in log
+
+
+def test_a_value_no_config_file_holds_stops_train_before_the_work_dir(demo, tmp_path, monkeypatch):
+    from tools import train
+    root, _ = demo
+    work = tmp_path / 'w'
+    monkeypatch.setattr(train, 'resolve_precision', lambda cfg, logger: cfg.model.update(ids={1, 2}))
+    with pytest.raises(SystemExit, match=rf'^error: config {CONFIG}: config key model.ids: the '
+                       r'value \{1, 2\} \(set\) cannot be written to a config file'):
+        train.main([CONFIG, '--work-dir', str(work), *demo_options(root)])
+    assert not work.exists()
+
+
+def test_missing_custom_import_is_named_by_train_and_test(demo, tmp_path):
+    from tools import test as test_tool
+    from tools import train
+    root, ckpt = demo
+    cfg = tmp_path / 'plugin.py'
+    cfg.write_text(f"_base_ = ['{CONFIG}']\ncustom_imports = dict(imports=['cascade_clip', "
+                   f"'cascade_clip_plugins'])\n")
+    message = (rf"config {cfg}: custom_imports.imports names the module 'cascade_clip_plugins', "
+               r"which cannot be imported \(ModuleNotFoundError: No module named 'cascade_clip_plugins'\)")
+    with pytest.raises(ImportError, match=message):
+        train.main([str(cfg), '--work-dir', str(tmp_path / 'w'), *demo_options(root)])
+    with pytest.raises(ImportError, match=message):
+        test_tool.main([str(cfg), ckpt, '--eval', 'mIoU', '--work-dir', str(tmp_path / 't'),
+                        *demo_options(root)])
+    assert sorted(os.listdir(tmp_path)) == ['plugin.py']
+
+
+def image_folder_state(root):
+    return {p: open(osp.join(dp, p), 'rb').read() for dp, _, fs in os.walk(osp.join(root, 'images'))
+            for p in fs}
+
+
+@pytest.mark.parametrize('args, named', [
+    (['--eval', 'mIoU', '--show-dir', '{root}/images/val'],
+     "--show-dir {root}/images/val is the dataset's image folder {root}/images/val"),
+    (['--eval', 'mIoU', '--show-dir', '{root}/images/val/overlays'],
+     "--show-dir {root}/images/val/overlays is inside the dataset's image folder {root}/images/val"),
+    (['--eval', 'mIoU', '--show-dir', '{root}'],
+     "--show-dir {root} contains the dataset's image folder {root}/images/val"),
+    (['--format-only', '--eval-options', 'imgfile_prefix={root}/annotations/val'],
+     "the --format-only results folder {root}/annotations/val is the dataset's label folder "
+     "{root}/annotations/val"),
+    (['--format-only', '--work-dir', '{root}/images/val'],
+     "the --format-only results folder {root}/images/val/format_results is inside the dataset's "
+     "image folder {root}/images/val"),
+    (['--eval', 'mIoU', '--work-dir', '{root}/annotations/val'],
+     "the metrics file {root}/annotations/val/eval_"),
+    (['--out', '{root}/images/val/results.pkl'],
+     "--out {root}/images/val/results.pkl is inside the dataset's image folder"),
+])
+def test_outputs_into_the_dataset_folders_are_refused_before_testing(demo, args, named):
+    from tools import test as test_tool
+    root, ckpt = demo
+    before = image_folder_state(root)
+    args = [a.format(root=root) for a in args]
+    with pytest.raises(SystemExit) as e:
+        test_tool.main([CONFIG, ckpt, *args, *demo_options(root)])
+    assert str(e.value).startswith('error: ') and named.format(root=root) in str(e.value)
+    assert image_folder_state(root) == before
+    assert not osp.exists(osp.join(root, 'images', 'val', 'overlays'))
+    assert sorted(os.listdir(osp.join(root, 'annotations'))) == ['train', 'val']
+
+
+def full_disk(monkeypatch, fail_at):
+    """The ``fail_at``-th file MMCV writes (images, pickles) is cut half way by ENOSPC."""
+    from mmcv.fileio.file_client import HardDiskBackend
+    calls, real = [], HardDiskBackend.put
+
+    def put(self, obj, filepath):
+        calls.append(filepath)
+        if len(calls) == fail_at:
+            with open(filepath, 'wb') as f:
+                f.write(obj[:len(obj) // 2])
+            raise OSError(28, 'No space left on device')
+        return real(self, obj, filepath)
+    monkeypatch.setattr(HardDiskBackend, 'put', put)
+
+
+@pytest.mark.parametrize('args, folder, kept, failed', [
+    (['--format-only', '--work-dir', '{tmp}'], 'format_results', ['val_0000.png'], 'val_0001.png'),
+    (['--eval', 'mIoU', '--show-dir', '{tmp}/show'], 'show', ['val_0000.jpg'], 'val_0001.jpg'),
+    (['--out', '{tmp}/res/results.pkl'], 'res', [], 'results.pkl'),
+])
+def test_a_full_disk_names_the_file_and_leaves_no_partial_output(demo, tmp_path, monkeypatch, args,
+                                                                  folder, kept, failed):
+    from tools import test as test_tool
+    root, ckpt = demo
+    full_disk(monkeypatch, fail_at=len(kept) + 1)
+    with pytest.raises(OSError) as e:
+        test_tool.main([CONFIG, ckpt, *[a.format(tmp=tmp_path) for a in args], *demo_options(root)])
+    assert str(e.value).startswith(f'[Errno 28] could not write {tmp_path}/{folder}/{failed}: no '
+                                   f'space left on the device')
+    assert sorted(os.listdir(tmp_path / folder)) == kept  # no partial file, no temporary file
+    for name in kept:
+        assert mmcv.imread(str(tmp_path / folder / name)).shape[:2] >= (64, 64)
+
+
+def test_a_full_disk_during_the_metrics_json_leaves_nothing(demo, tmp_path, monkeypatch):
+    from tools import test as test_tool
+    from cascade_clip.utils import results
+    root, ckpt = demo
+
+    def cut(obj, f, **kwargs):
+        f.write('{"config": ')
+        raise OSError(28, 'No space left on device')
+    monkeypatch.setattr(results.json, 'dump', cut)
+    with pytest.raises(OSError, match=rf'^\[Errno 28\] could not write {tmp_path}/w/eval_\d{{8}}_\d{{6}}_'
+                       rf'{os.getpid()}.json: no space left on the device'):
+        test_tool.main([CONFIG, ckpt, '--eval', 'mIoU', '--work-dir', str(tmp_path / 'w'),
+                        *demo_options(root)])
+    assert os.listdir(tmp_path / 'w') == []

@@ -1,10 +1,13 @@
 """tools/seeds.py: the aggregation against hand-computed values, and the orchestration (commands,
 per-seed folders, resuming, seeds.json) with a stubbed runner instead of real training."""
+import glob
 import json
+import logging
 import os
 import os.path as osp
 import sys
 
+import numpy as np
 import pytest
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
@@ -35,7 +38,7 @@ def test_aggregate_mean_and_sample_std_by_hand():
 def fake_runner(calls, metrics_by_seed):
     def run(cmd, log_file, env):
         calls.append(cmd)
-        if cmd[1] in ('tools/test.py', 'dist_test.sh'):
+        if osp.basename(cmd[1]) in ('test.py', 'dist_test.sh'):
             work = cmd[cmd.index('--work-dir') + 1]
             seed = int(osp.basename(work).split('_')[1])
             with open(osp.join(work, 'eval_20240101_000000.json'), 'w') as f:
@@ -59,11 +62,11 @@ def test_orchestration_commands_resume_and_json(tmp_path, config):
                           runner=fake_runner(calls, metrics))
     assert len(calls) == 4  # train + test per seed
     train, test = calls[0], calls[1]
-    assert train[1] == 'tools/train.py' and train[2] == config
+    assert train[1] == osp.join(ROOT, 'tools/train.py') and train[2] == config
     assert train[train.index('--work-dir') + 1] == osp.join(work, 'seed_0')
     assert train[train.index('--seed') + 1] == '0' and '--deterministic' in train
     assert train[-2:] == ['--cfg-options', 'a.b=1'] and test[-2:] == ['--cfg-options', 'a.b=1']
-    assert test[1] == 'tools/test.py' and test[3] == osp.join(work, 'seed_0', 'latest.pth')
+    assert test[1] == osp.join(ROOT, 'tools/test.py') and test[3] == osp.join(work, 'seed_0', 'latest.pth')
     assert test[test.index('--eval') + 1] == 'mIoU'
     assert calls[2][calls[2].index('--seed') + 1] == '1'
     on_disk = json.load(open(osp.join(work, 'seeds.json')))
@@ -81,8 +84,8 @@ def test_orchestration_commands_resume_and_json(tmp_path, config):
 
 def test_distributed_commands_use_the_dist_scripts():
     train, test = seeds.seed_commands('c.py', 3, 'w/seed_3', launcher='pytorch', gpus=2, show=True)
-    assert train[:5] == ['bash', 'dist_train.sh', 'c.py', '2', 'w/seed_3']
-    assert test[:5] == ['bash', 'dist_test.sh', 'c.py', 'w/seed_3/latest.pth', '2']
+    assert train[:5] == ['bash', osp.join(ROOT, 'dist_train.sh'), 'c.py', '2', 'w/seed_3']
+    assert test[:5] == ['bash', osp.join(ROOT, 'dist_test.sh'), 'c.py', 'w/seed_3/latest.pth', '2']
     assert test[test.index('--show-dir') + 1] == 'w/seed_3/overlays'
 
 
@@ -128,3 +131,53 @@ def test_results_of_another_config_or_options_are_not_reported(tmp_path, config)
                        r'without seeds_run.json'):
         seeds.run_seeds(config, [0], work, cfg_options=['a.b=1'], runner=fake_runner(calls, metrics))
     assert calls == []
+
+
+def test_unreadable_eval_json_is_skipped_with_a_warning(tmp_path, caplog):
+    (tmp_path / 'eval_20240101_000000_1.json').write_text(json.dumps(dict(metric=dict(mIoU=0.4))))
+    (tmp_path / 'eval_20240102_000000_1.json').write_text('')  # newer, but cut off
+    with caplog.at_level('WARNING'):
+        assert seeds.latest_eval(str(tmp_path), logging.getLogger('seeds_test')) == dict(mIoU=0.4)
+    assert f'skipped {tmp_path}/eval_20240102_000000_1.json: not a readable evaluation result' in caplog.text
+
+
+def test_a_failed_seed_is_a_nonzero_exit_naming_it(tmp_path, config, monkeypatch):
+    def failing(cmd, log_file, env=None):
+        raise RuntimeError(f'{cmd[:3]}... failed with exit code 1; see {log_file}')
+    monkeypatch.setattr(seeds, 'run_command', failing)
+    with pytest.raises(SystemExit, match=r"^error: \[.*, '.*tools/train.py', '.*x.py'\]\.\.\. failed "
+                       r"with exit code 1; see .*/w/seed_0/seeds_run.log$"):
+        seeds.main([config, '--seeds', '0', '--work-dir', str(tmp_path / 'w')])
+
+
+@pytest.fixture(scope='module')
+def demo_data(tmp_path_factory):
+    from tools.demo_data import synthetic
+    from tools.demo_data.tiny_clip import save_tiny_clip
+    root = str(tmp_path_factory.mktemp('demo'))
+    synthetic.make_dataset(root, num_train=4, num_val=2)
+    np.save(osp.join(root, 'text_embeddings.npy'), synthetic.text_embeddings(32))
+    save_tiny_clip(osp.join(root, 'tiny_clip.pt'), embed_dim=32, image_resolution=64,
+                   vision_patch_size=8, vision_width=64, vision_layers=12, vision_heads=4)
+    return root
+
+
+def test_relative_paths_mean_the_users_folder(demo_data, tmp_path, monkeypatch):
+    """Started from another folder with a relative --work-dir (and relative data paths in the
+    options): train and test run there, the results land there, nothing in the checkout."""
+    here = tmp_path / 'elsewhere'
+    here.mkdir()
+    os.symlink(demo_data, here / 'demo')
+    monkeypatch.chdir(here)
+    opts = ['model.pretrained=demo/tiny_clip.pt', 'model.load_text_embedding=demo/text_embeddings.npy',
+            'runner.max_iters=1', 'checkpoint_config.interval=1', 'evaluation.interval=1',
+            'log_config.interval=1', 'data.samples_per_gpu=2', 'lr_config.warmup_iters=1',
+            *[f'data.{s}.data_root=demo' for s in ('train', 'val', 'test')]]
+    config = osp.join(ROOT, 'configs/demo/cascade_clip_tiny_synthetic.py')
+    monkeypatch.setenv('OMP_NUM_THREADS', '1')
+    seeds.main([config, '--seeds', '0', '--work-dir', 'runs', '--cfg-options', *opts])
+    result = json.load(open(here / 'runs' / 'seeds.json'))
+    evals = glob.glob(str(here / 'runs' / 'seed_0' / 'eval_*.json'))
+    assert len(evals) == 1 and osp.isfile(here / 'runs' / 'seed_0' / 'iter_1.pth')
+    assert result['seeds'][0]['mIoU'] == json.load(open(evals[0]))['metric']['mIoU']
+    assert not osp.exists(osp.join(ROOT, 'runs'))

@@ -15,7 +15,7 @@ from mmseg.utils import get_root_logger
 
 from ...clip.templates import MULTI_TEMPLATES, SINGLE_TEMPLATE
 from ...clip.text_embeddings import compute_text_embeddings
-from ...utils.files import read_npy
+from ...utils.files import read_npy, write_image
 from ...utils.labels import check_label_values
 from ...utils.strict import strict_kwargs
 from ...utils.visualize import draw_segmentation
@@ -472,8 +472,8 @@ class CascadeCLIP(EncoderDecoder):
         out = draw_segmentation(img, np.asarray(result[0]), list(self.CLASSES), palette, opacity)
         if show:
             mmcv.imshow(out, win_name, wait_time)
-        if out_file is not None:
-            mmcv.imwrite(out, out_file)
+        if out_file is not None:  # whole or not at all: no truncated overlay among the others
+            write_image(out, out_file)
         if not (show or out_file):
             return out
 
