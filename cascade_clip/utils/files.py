@@ -153,18 +153,4 @@ def write_image(img: np.ndarray, path: str) -> None:
             raise OSError(f'the image could not be encoded as {osp.splitext(path)[1]}')
 
 
-def read_text(path: str, what: str) -> str:
-    """The text of the UTF-8 file ``path`` without a byte-order mark (an editor may add one:
-    invisible, it would become part of the first line). ``what`` says what the file is (e.g.
-    'split file') for the message of a file that is not UTF-8, which names the byte offset."""
-    with open(path, 'rb') as f:
-        data = f.read()
-    try:
-        text = data.decode('utf-8')
-    except UnicodeDecodeError as e:
-        raise ValueError(f'{what} {path} is not UTF-8 text: byte 0x{data[e.start]:02x} at offset '
-                         f'{e.start} cannot be decoded ({e.reason}); save the file as UTF-8') from None
-    return text[1:] if text.startswith('\ufeff') else text
-
-
 TEMPORARY_NAME = r'^\.(?P<stem>.+)\.tmp-(?P<pid>\d+)(?P<ext>\.[^.]*)?$'  # atomic_output's names

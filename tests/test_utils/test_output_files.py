@@ -15,23 +15,7 @@ import pytest
 from mmcv.fileio.file_client import HardDiskBackend
 
 from cascade_clip.utils import results
-from cascade_clip.utils.files import atomic_output, read_text, write_image
-
-
-def test_read_text_drops_the_byte_order_mark(tmp_path):
-    path = tmp_path / 'val.txt'
-    path.write_bytes(b'\xef\xbb\xbfval_0000\nval_0001\n')
-    assert read_text(str(path), 'split file') == 'val_0000\nval_0001\n'
-    path.write_bytes('café\n'.encode())
-    assert read_text(str(path), 'split file') == 'café\n'
-
-
-def test_read_text_names_the_file_and_the_offset_of_a_byte_that_is_not_utf8(tmp_path):
-    path = tmp_path / 'val.txt'
-    path.write_bytes(b'\xef\xbb\xbfval_0000\ncaf\xe9\n')  # Latin-1 after a mark: offset 15 of the file
-    with pytest.raises(ValueError, match=rf'^split file {path} is not UTF-8 text: byte 0xe9 at offset '
-                       r'15 cannot be decoded \(invalid continuation byte\); save the file as UTF-8$'):
-        read_text(str(path), 'split file')
+from cascade_clip.utils.files import atomic_output, write_image
 
 
 def test_atomic_output_without_replace_keeps_the_existing_file(tmp_path):
