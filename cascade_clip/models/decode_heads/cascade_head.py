@@ -194,9 +194,12 @@ class ATMSingleHeadSeg(BaseDecodeHead):
         """Calibrated scores (B, k1 - k0, img_size, img_size) of classes [k0, k1) from the
         decoders' (B, K, h, w) logits: the values of :meth:`forward_test` for these classes."""
         masks = logits[:, k0:k1].float()
-        if masks.shape[-2:] != (self.image_size, self.image_size):
-            masks = F.interpolate(masks, size=(self.image_size, ) * 2, mode='bilinear',
-                                  align_corners=False)
+        h, w = masks.shape[-2:]
+        if (h, w) != (self.image_size, self.image_size):
+            # the bilinear resize as two matrix products, twice as fast as the resize kernel on
+            # the CPU (the same weights; values to rounding)
+            rows, cols = (bilinear_matrix(n, self.image_size, masks.device) for n in (h, w))
+            masks = rows @ masks @ cols.t()
         else:
             masks = masks.clone()
         return self.semantic_inference(masks, [i - k0 for i in seen if k0 <= i < k1], inplace=True)
@@ -245,6 +248,13 @@ class ATMSingleHeadSeg(BaseDecodeHead):
             correct = (upsampled_argmax(seg_logit.detach(), tuple(label.shape[-2:])) == label)[valid]
             out['acc_seg'] = correct.float().mean() * 100 if correct.numel() else seg_logit.new_zeros(())
         return out
+
+
+def bilinear_matrix(n_in: int, n_out: int, device=None, dtype=torch.float32) -> torch.Tensor:
+    """(n_out, n_in) weights of a 1-D bilinear resize (align_corners=False): row i holds the
+    weights ``F.interpolate`` gives output i, taken from it by resizing the unit vectors."""
+    eye = torch.eye(n_in, device=device, dtype=dtype).unsqueeze(0)
+    return F.interpolate(eye, size=n_out, mode='linear', align_corners=False)[0].t()
 
 
 def upsampled_argmax(logits: torch.Tensor, size: Tuple[int, int], chunk: int = 16) -> torch.Tensor:

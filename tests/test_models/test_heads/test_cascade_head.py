@@ -253,3 +253,24 @@ def test_a_list_of_loss_terms_and_a_loss_that_is_not_one():
     with pytest.raises(ValueError, match="two terms of decode_head.loss_decode are named 'loss_count'"):
         build_head(head_cfg(loss_decode=[dict(type='CountingTestLoss'), dict(type='CountingTestLoss')])
                    ).forward_train(head_inputs(maps, g, text[:3], seen=(0, 1, 2)), None, label, None)
+
+
+@pytest.mark.parametrize('size_in,size_out', [((4, 4), (16, 16)), ((32, 32), (512, 512)),
+                                              ((5, 7), (12, 30)), ((3, 3), (3, 3))])
+def test_chunk_scores_resize_is_the_bilinear_resize(size_in, size_out):
+    """The test path's resize (two products with bilinear weight matrices) equals F.interpolate
+    to rounding, and chunk_scores equals forward_test's scores of the same classes."""
+    from cascade_clip.models.decode_heads.cascade_head import bilinear_matrix
+    x = torch.randn(2, 3, *size_in, dtype=torch.float64)
+    rows, cols = (bilinear_matrix(a, b, dtype=torch.float64) for a, b in zip(size_in, size_out))
+    ref = F.interpolate(x, size=size_out, mode='bilinear', align_corners=False)
+    torch.testing.assert_close(rows @ x @ cols.t(), ref, rtol=0, atol=1e-12)
+    head = build_head(head_cfg(img_size=size_out[0]))
+    head.init_weights()
+    head.eval()
+    maps, g, text = inputs(h=size_in[0], w=size_in[0])
+    with torch.no_grad():
+        logits = head(head_inputs(maps, g, text), upsample=False)
+        full = head.forward_test(head_inputs(maps, g, text), None, None)
+        torch.testing.assert_close(head.chunk_scores(logits, 1, 3, seen=(0, 1, 3)), full[:, 1:3],
+                                   rtol=0, atol=1e-6)
