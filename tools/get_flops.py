@@ -37,8 +37,9 @@ def main(argv=None):
                       for k in ('backbone', 'decode_head'))
     print_log('\n' + '=' * 60 + f'\nConfig: {args.config}\nInput shape: (1, 3, {shape[0]}, {shape[1]})\n'
               f'Flops: {flops / 1e9:.2f} GFLOPs (fvcore; {split})\n'
-              f'       {by_module["without_backbone_attention"] / 1e9:.2f} GFLOPs without the image '
-              f'encoder\'s attention products (comparable with fvcore on the published code)\n'
+              f'       {by_module["comparable"] / 1e9:.2f} GFLOPs comparable with fvcore on the '
+              f'published code (without the image encoder\'s attention products, the resize of '
+              f'the score maps counted as an interpolation)\n'
               f'Params: {total / 1e6:.2f} M total, {trainable / 1e6:.2f} M trainable\n' + '=' * 60, logger)
     return flops, total, trainable
 

@@ -74,10 +74,13 @@ def count_flops(model, shape: Tuple[int, int]) -> Tuple[float, dict]:
         total = fca.total()
         by_module = dict(fca.by_module())
         by_mod_op = fca.by_module_and_operator()
-    # what fvcore reports for the published code, whose image encoder calls
-    # nn.MultiheadAttention: fvcore does not see its q·kᵀ and attn·v products
+    # what fvcore reports for the published code: it does not see the q·kᵀ and attn·v products
+    # inside its image encoder's nn.MultiheadAttention, and counts its resize of the score maps
+    # as an interpolation (4 per output value), which this project computes as matrix products
     bb_attn = by_mod_op.get('model.backbone', {}).get('scaled_dot_product_attention', 0)
-    by_module['without_backbone_attention'] = total - bb_attn
+    size = model.decode_head.image_size
+    by_module['comparable'] = (total - bb_attn - by_module.get('model.decode_head.score_resize', 0)
+                               + 4 * model.num_classes * size * size)
     return total, by_module
 
 

@@ -129,6 +129,7 @@ class ATMSingleHeadSeg(BaseDecodeHead):
         self.cascade_decoders = nn.ModuleList(
             CascadeDecoder(num_layers, embed_dims, num_heads, ffn, dropout) for _ in stages)
         self.q_projs = nn.ModuleList(nn.Linear(2 * embed_dims, embed_dims) for _ in stages)
+        self.score_resize = BilinearResize()  # no parameters
         prefix, init = AGGREGATIONS[aggregation]
         self._weight_names: List[Optional[str]] = []
         for s in stages:
@@ -194,12 +195,8 @@ class ATMSingleHeadSeg(BaseDecodeHead):
         """Calibrated scores (B, k1 - k0, img_size, img_size) of classes [k0, k1) from the
         decoders' (B, K, h, w) logits: the values of :meth:`forward_test` for these classes."""
         masks = logits[:, k0:k1].float()
-        h, w = masks.shape[-2:]
-        if (h, w) != (self.image_size, self.image_size):
-            # the bilinear resize as two matrix products, twice as fast as the resize kernel on
-            # the CPU (the same weights; values to rounding)
-            rows, cols = (bilinear_matrix(n, self.image_size, masks.device) for n in (h, w))
-            masks = rows @ masks @ cols.t()
+        if masks.shape[-2:] != (self.image_size, self.image_size):
+            masks = self.score_resize(masks, self.image_size)
         else:
             masks = masks.clone()
         return self.semantic_inference(masks, [i - k0 for i in seen if k0 <= i < k1], inplace=True)
@@ -255,6 +252,16 @@ def bilinear_matrix(n_in: int, n_out: int, device=None, dtype=torch.float32) -> 
     weights ``F.interpolate`` gives output i, taken from it by resizing the unit vectors."""
     eye = torch.eye(n_in, device=device, dtype=dtype).unsqueeze(0)
     return F.interpolate(eye, size=n_out, mode='linear', align_corners=False)[0].t()
+
+
+class BilinearResize(nn.Module):
+    """Bilinear resize (align_corners=False) as two matrix products: F.interpolate's weights,
+    twice as fast as its kernel on the CPU (values equal to rounding)."""
+
+    def forward(self, x: torch.Tensor, size: int) -> torch.Tensor:
+        """x (..., h, w) -> (..., size, size)."""
+        rows, cols = (bilinear_matrix(n, size, x.device, x.dtype) for n in x.shape[-2:])
+        return rows @ x @ cols.t()
 
 
 def upsampled_argmax(logits: torch.Tensor, size: Tuple[int, int], chunk: int = 16) -> torch.Tensor:
