@@ -14,6 +14,7 @@ from mmcv.runner import save_checkpoint
 from cascade_clip.apis import init_model
 from cascade_clip.apis import check_config
 from tests.tiny import NAMES, build, tiny_model_cfg
+from tests.tool_runner import run_tool
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
@@ -46,11 +47,8 @@ def test_good_values_pass():
 ])
 def test_train_tool_refuses_before_any_work(tmp_path, option, message):
     work = tmp_path / 'w'
-    env = dict(os.environ, OMP_NUM_THREADS='1', PYTHONWARNINGS='ignore')
-    r = subprocess.run([sys.executable, 'tools/train.py',
-                        osp.join(ROOT, 'configs/demo/cascade_clip_tiny_synthetic.py'),
-                        '--work-dir', str(work), '--cfg-options', option], cwd=ROOT, env=env,
-                       capture_output=True, text=True, timeout=300)
+    r = run_tool('train', osp.join(ROOT, 'configs/demo/cascade_clip_tiny_synthetic.py'),
+                 '--work-dir', str(work), '--cfg-options', option)
     assert r.returncode != 0 and message in r.stderr
     assert not work.exists()  # no work dir, log, dataset or model before the refusal
 

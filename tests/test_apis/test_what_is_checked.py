@@ -13,6 +13,7 @@ from mmcv.runner import save_checkpoint
 
 from cascade_clip.apis import init_model, load_weights
 from cascade_clip.utils import CheckpointError, safe_load
+from tests.tool_runner import run_tool
 from tests.tiny import NAMES, build, tiny_model_cfg
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
@@ -57,9 +58,8 @@ def files(tmp_path_factory):
     return d, str(cfg_path), good, model
 
 
-def run(*args):
-    env = dict(os.environ, OMP_NUM_THREADS='1', PYTHONWARNINGS='ignore')
-    return subprocess.run([PY, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+def run(script, *args):
+    return run_tool(script, *args)
 
 
 # ---------------------------------------------------------------- 1. code in a checkpoint

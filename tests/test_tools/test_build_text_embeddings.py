@@ -1,6 +1,4 @@
 import os.path as osp
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -12,13 +10,13 @@ from cascade_clip.models.backbones import CLIPTextEncoder
 from cascade_clip.datasets import ZeroPascalVOCDataset20
 from mmseg.datasets import ADE20KDataset, PascalContextDataset
 
+from tests.tool_runner import run_tool
+
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-TOOL = osp.join(ROOT, 'tools/build_text_embeddings.py')
 
 
 def run(*args):
-    return subprocess.run([sys.executable, TOOL, *args], capture_output=True, text=True, cwd=ROOT,
-                          env={'PYTHONWARNINGS': 'ignore', 'PATH': '/usr/bin:/bin', 'OMP_NUM_THREADS': '2'})
+    return run_tool('build_text_embeddings', *args)
 
 
 def direct(clip_path, names, templates):

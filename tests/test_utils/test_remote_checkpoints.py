@@ -18,6 +18,7 @@ from cascade_clip.apis import load_weights
 from cascade_clip.clip import load_clip_state_dict
 from cascade_clip.utils import CheckpointError, safe_load
 from tests.tiny import build, tiny_model_cfg
+from tests.tool_runner import run_tool
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 REFUSED = 'refused to fetch the checkpoint {}: checkpoints are read from local files only'
@@ -133,9 +134,7 @@ def test_train_tool_refuses_a_url_before_any_work(server, tmp_path, flag):
     url, requests, marker = server
     work = tmp_path / 'work'
     config = osp.join(ROOT, 'configs/demo/cascade_clip_tiny_synthetic.py')
-    env = dict(os.environ, OMP_NUM_THREADS='1', PYTHONWARNINGS='ignore')
-    r = subprocess.run([sys.executable, 'tools/train.py', config, '--work-dir', str(work), flag, url],
-                       cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    r = run_tool('train', config, '--work-dir', str(work), flag, url)
     key = flag[2:].replace('-', '_')
     assert r.returncode != 0
     assert f'error: refused to fetch the {key} checkpoint {url}' in r.stderr
