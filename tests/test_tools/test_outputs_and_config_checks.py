@@ -20,6 +20,7 @@ from mmseg.models import build_segmentor
 
 import cascade_clip  # noqa: F401
 from cascade_clip.apis.work_dir import LOCK_NAME, WorkDirLockedError, lock_work_dir
+from tests.tool_runner import run_tool
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CONFIG = osp.join(ROOT, 'configs/demo/cascade_clip_tiny_synthetic.py')
@@ -62,12 +63,12 @@ def options(root, *extra):
     return ['--cfg-options', *opts, *extra]
 
 
-def run(*args, check=True):
-    env = dict(os.environ, OMP_NUM_THREADS='1', PYTHONWARNINGS='ignore')
-    proc = subprocess.run([PY, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
-    if check and proc.returncode != 0:
-        raise AssertionError(f'{args} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}')
-    return proc
+def run(script, *args, check=True):
+    """``tools/<script> args`` in this process (tests/tool_runner.py)."""
+    r = run_tool(script, *args)
+    if check and r.returncode != 0:
+        raise AssertionError(f'{script} {args} failed:\n{r.stderr[-4000:]}')
+    return r
 
 
 def test_misspelt_checkpoint_config_fails_train_before_anything_is_written(demo, tmp_path):

@@ -14,6 +14,8 @@ import torch
 
 from cascade_clip.utils import safe_load
 
+from tests.tool_runner import run_tool
+
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CONFIG = osp.join(ROOT, 'configs/demo/cascade_clip_tiny_synthetic.py')
 PY = sys.executable
@@ -48,6 +50,15 @@ def run(cmd, env_extra=None, timeout=600):
     if proc.returncode != 0:
         raise AssertionError(f'{cmd} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}')
     return proc.stdout + proc.stderr
+
+
+def run_here(script, *args):
+    """``tools/<script>.py args`` in this process (tests/tool_runner.py): its output, or an
+    AssertionError with it when the tool fails."""
+    r = run_tool(script, *args)
+    if r.returncode != 0:
+        raise AssertionError(f'{script} failed ({r.returncode}):\n{r.stderr[-6000:]}')
+    return r.stderr
 
 
 def latest_eval(work_dir):
@@ -151,15 +162,14 @@ def test_format_only_and_aug_test(dist_trained, demo_data, tmp_path):
     work, _ = dist_trained
     ckpt = osp.join(work, 'iter_2.pth')
     out = str(tmp_path / 'fmt')
-    run([PY, 'tools/test.py', CONFIG, ckpt, '--format-only', '--work-dir', out, '--cfg-options',
-         *options(demo_data)])
+    run_here('test', CONFIG, ckpt, '--format-only', '--work-dir', out, '--cfg-options', *options(demo_data))
     pngs = sorted(glob.glob(osp.join(out, 'format_results', '*.png')))
     assert [osp.basename(p) for p in pngs] == [f'val_{i:04d}.png' for i in range(4)]
     import mmcv
     assert mmcv.imread(pngs[0], flag='unchanged').shape == (64, 64)
     aug = str(tmp_path / 'aug')
-    run([PY, 'tools/test.py', CONFIG, ckpt, '--aug-test', '--eval', 'mIoU', '--work-dir', aug,
-         '--out', str(tmp_path / 'res.pkl'), '--cfg-options', *options(demo_data)])
+    run_here('test', CONFIG, ckpt, '--aug-test', '--eval', 'mIoU', '--work-dir', aug,
+             '--out', str(tmp_path / 'res.pkl'), '--cfg-options', *options(demo_data))
     m = latest_eval(aug)
     assert 0 <= m['mIoU'] <= 1 and 'hIoU' in m
     assert osp.isfile(tmp_path / 'res.pkl')
@@ -185,8 +195,8 @@ def test_resume_continues_from_saved_iteration(dist_trained, demo_data, tmp_path
 
 def test_fp16_training_uses_loss_scaling(demo_data, tmp_path):
     # MMSeg's switch (cfg.fp16) is translated onto the one precision key, model.amp_dtype
-    out = run([PY, 'tools/train.py', CONFIG, '--work-dir', str(tmp_path / 'fp16'), '--no-validate',
-               '--cfg-options', *options(demo_data), 'fp16.loss_scale=512.'])
+    out = run_here('train', CONFIG, '--work-dir', str(tmp_path / 'fp16'), '--no-validate',
+                   '--cfg-options', *options(demo_data), 'fp16.loss_scale=512.')
     assert re.search(r"amp_dtype='fp16'", out) and 'fp16 = dict' not in out
     assert '(ABOVE_NORMAL) LossScaleOptimizerHook' in out
     ckpt = safe_load(osp.join(tmp_path, 'fp16', 'iter_2.pth'))
@@ -198,10 +208,10 @@ def test_missing_clip_and_embedding_files_are_clear_errors(demo_data, tmp_path):
     opts = options(demo_data)
     bad = [o for o in opts if not o.startswith('model.pretrained')] + [f'model.pretrained={tmp_path}/ViT-B-16.pt']
     with pytest.raises(AssertionError, match=r'CLIP checkpoint not found: .*ViT-B-16.pt'):
-        run([PY, 'tools/train.py', CONFIG, '--work-dir', str(tmp_path / 'w'), '--cfg-options', *bad])
+        run_here('train', CONFIG, '--work-dir', str(tmp_path / 'w'), '--cfg-options', *bad)
     bad = [o for o in opts if not o.startswith('model.load_text')] + [f'model.load_text_embedding={tmp_path}/x.npy']
     with pytest.raises(AssertionError, match=r'text embedding file not found: .*x.npy; make it with'):
-        run([PY, 'tools/train.py', CONFIG, '--work-dir', str(tmp_path / 'w'), '--cfg-options', *bad])
+        run_here('train', CONFIG, '--work-dir', str(tmp_path / 'w'), '--cfg-options', *bad)
 
 
 def params_of(path):
@@ -286,8 +296,8 @@ def test_non_finite_loss_stops_before_any_checkpoint_and_stale_temp_files_go(str
 
 def test_batch_larger_than_the_training_set_is_a_clear_error(demo_data, tmp_path):
     with pytest.raises(AssertionError) as info:
-        run([PY, 'tools/train.py', CONFIG, '--work-dir', str(tmp_path / 'w'), '--cfg-options',
-             *options(demo_data), 'data.samples_per_gpu=32'])
+        run_here('train', CONFIG, '--work-dir', str(tmp_path / 'w'), '--cfg-options',
+                 *options(demo_data), 'data.samples_per_gpu=32')
     message = str(info.value)
     assert ('ValueError: the training set (ZeroShotDataset, 16 images) is smaller than one batch: '
             'data.samples_per_gpu=32 x 1 process(es) = 32 images per step') in message
@@ -297,8 +307,8 @@ def test_batch_larger_than_the_training_set_is_a_clear_error(demo_data, tmp_path
 
 def test_total_batch_accumulates_micro_batches_and_schedule_counts_steps(demo_data, tmp_path):
     work = str(tmp_path / 'acc')
-    out = run([PY, 'tools/train.py', CONFIG, '--work-dir', work, '--no-validate', '--total-batch', '4',
-               '--cfg-options', *options(demo_data), 'data.samples_per_gpu=1'])
+    out = run_here('train', CONFIG, '--work-dir', work, '--no-validate', '--total-batch', '4',
+                   '--cfg-options', *options(demo_data), 'data.samples_per_gpu=1')
     assert 'gradient accumulation: 4 micro-batches of 1 image(s) per GPU' in out
     assert '(ABOVE_NORMAL) GradientCumulativeOptimizerHook' in out
     assert 'Iter [2/2]' in out
