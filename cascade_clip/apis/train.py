@@ -123,7 +123,6 @@ def train_segmentor(model, dataset, cfg, distributed=False, validate=False, time
         val_dataloader = build_dataloader(val_dataset, **val_loader_cfg)
         eval_cfg = copy.deepcopy(cfg.get('evaluation', {}))
         eval_cfg['by_epoch'] = 'IterBased' not in cfg.runner['type']
-        # MMSeg's DistEvalHook collects through pickle files in a folder it then deletes
         eval_hook = GatherDistEvalHook if distributed else TrainIterEvalHook
         runner.register_hook(eval_hook(val_dataloader, **eval_cfg), priority='LOW')
 

@@ -55,9 +55,8 @@ CLIP_HELP = ('CLIP weights are OpenAI\'s release files (e.g. ViT-B-16.pt, from t
 
 
 def load_clip_state_dict(path: str) -> StateDict:
-    """Read a CLIP checkpoint as an OpenAI-layout state dict of fp32 tensors on the CPU.
-
-    Nothing from the file runs (TorchScript archives are read from their zip entries).
+    """Read a CLIP checkpoint, running nothing from it, as an OpenAI-layout state dict of fp32
+    tensors on the CPU.
 
     Raises:
         FileNotFoundError: the file does not exist.

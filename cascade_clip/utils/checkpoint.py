@@ -104,7 +104,7 @@ def load_from_local(filename: str, map_location=None) -> object:
 # MMCV 1.x's remote schemes; any other one registered at import is refused too (loop below)
 REMOTE_SCHEMES = ('http://', 'https://', 'torchvision://', 'modelzoo://', 'open-mmlab://',
                   'openmmlab://', 'mmcls://', 'pavi://', r'(\S+\:)?s3://')
-# name prefixes MMCV resolves through its bundled model lists -> (list file, name offset)
+# name prefixes MMCV resolves through its bundled model lists -> the list file
 _MODEL_LISTS = {'open-mmlab://': 'open_mmlab.json', 'openmmlab://': 'open_mmlab.json',
                 'mmcls://': 'mmcls.json', 'torchvision://': 'torchvision_0.12.json',
                 'modelzoo://': 'torchvision_0.12.json'}
