@@ -48,7 +48,7 @@ class CascadeCLIP(EncoderDecoder):
 
     Args (besides EncoderDecoder's):
         text_encoder: config of the frozen text encoder.
-        pretrained: CLIP file of the image encoder (and the text encoder's by default).
+        pretrained: CLIP file of both encoders (of the text one unless ``pretrained_text``).
         class_names: names of all classes (the tools fill them in from the dataset).
         base_class, novel_class, both_class: seen, unseen and all class ids.
         multi_prompts: 15-template text embeddings instead of "a photo of a {name}".
@@ -118,7 +118,7 @@ class CascadeCLIP(EncoderDecoder):
         self.register_load_state_dict_post_hook(lambda module, keys: module.reset_text_embeddings())
 
     def _init_decode_head(self, decode_head: dict) -> None:
-        # EncoderDecoder copies num_classes/out_channels from the head; here the vocabulary's
+        # EncoderDecoder copies num_classes/out_channels from the head; here they are properties
         self.decode_head = builder.build_head(decode_head)
         self.align_corners = self.decode_head.align_corners
 
