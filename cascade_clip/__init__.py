@@ -1,7 +1,5 @@
-"""Cascade-CLIP (ICML 2024) as an MMSegmentation 0.x plugin.
-
-``import cascade_clip`` registers the models and datasets with MMSeg's registries.
-"""
+"""Cascade-CLIP (ICML 2024) as an MMSegmentation 0.x plugin; ``import cascade_clip`` registers
+the models and datasets with MMSeg's registries."""
 from .clip import tokenize
 from .version import __version__
 from . import models  # noqa: F401  (registers backbones, heads, losses, segmentors)

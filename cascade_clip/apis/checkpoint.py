@@ -14,10 +14,8 @@ def load_weights(model: nn.Module, path: str, config: Optional[str] = None, stri
 
     Args:
         config: the config file the model was built from, named in messages.
-        strict: refuse missing, unexpected and mismatched keys; otherwise load the matching
-            keys and log every other one (``tools/train.py --load-partial``).
-        check_classes: also require the checkpoint's ``meta['CLASSES']`` (when present) to be
-            the model's classes (testing on the classes the model was trained on).
+        strict: refuse missing, unexpected and mismatched keys; else load the matching ones.
+        check_classes: also require the checkpoint's ``meta['CLASSES']`` to be the model's.
     """
     model = model.module if is_module_wrapper(model) else model
     checkpoint = safe_load(path)

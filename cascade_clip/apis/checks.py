@@ -6,11 +6,7 @@ from ..utils.vocabulary_names import same_names
 
 def check_model_matches_dataset(model, dataset, config: Optional[str] = None) -> None:
     """Raise ValueError unless ``model``'s vocabulary has ``dataset``'s classes, in order, and
-    its unseen classes are the dataset's ``unseen_classes`` (both sides are named).
-
-    A trained class reported as "unseen" (or the reverse) would make the seen / unseen / hIoU
-    figures meaningless, and nothing downstream would notice.
-    """
+    its unseen classes are the dataset's ``unseen_classes``."""
     vocab = model.vocabulary
     where = f' (config {config})' if config else ''
     ds_name = type(dataset).__name__

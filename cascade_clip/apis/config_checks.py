@@ -1,13 +1,7 @@
-"""Config sections checked before any work: an unknown key is an error that suggests the right one.
-
-MMCV builds hooks and runners from config dicts late (when training starts) and some forward
-their unknown keys on: ``CheckpointHook`` hands its extra keyword arguments to
-``runner.save_checkpoint``, so ``checkpoint_config=dict(intervl=...)`` trains the whole run and
-fails at its first save. :func:`check_config` checks every section against the arguments its
-classes really accept (read from their signatures, following ``**kwargs`` into the base
-classes, see :func:`~cascade_clip.utils.strict.accepted_arguments`), right after the config is
-read, before the work dir, the log or a dataset is touched.
-"""
+"""Config sections checked against the arguments their classes accept, before any work: an
+unknown key is an error that suggests the right one."""
+# MMCV builds hooks late and some pass unknown keys on: checkpoint_config=dict(intervl=...) would
+# train the whole run and fail at its first save.
 import difflib
 import importlib.util
 import inspect
@@ -30,8 +24,7 @@ RUNNER_GIVEN = {'model', 'batch_processor', 'optimizer', 'work_dir', 'logger', '
 EVAL_GIVEN = {'dataloader'}
 # MMCV's register_logger_hooks reads only these two keys of log_config
 LOG_CONFIG_KEYS = {'interval', 'hooks'}
-# logger hooks that import a package only when the run starts (after the work dir and the log
-# are made): checked here instead
+# logger hooks that import a package only when the run starts (after the work dir and log)
 LOGGER_PACKAGES = {'TensorboardLoggerHook': 'tensorboard', 'WandbLoggerHook': 'wandb',
                    'MMSegWandbHook': 'wandb'}
 # data keys holding the datasets and the per-split loader overrides
@@ -53,14 +46,13 @@ def _parameters(func, drop: Iterable[str] = ()) -> Set[str]:
 
 
 def loader_keys() -> Set[str]:
-    """Keys of ``data`` (and of its ``*_dataloader`` dicts) that reach ``build_dataloader``:
-    its own arguments and the DataLoader arguments it forwards through ``**kwargs``."""
+    """Keys of ``data`` (and its ``*_dataloader`` dicts) that ``build_dataloader`` accepts."""
     return ((_parameters(build_dataloader) - LOADER_GIVEN)
             | (_parameters(DataLoader.__init__) - DATALOADER_SET_BY_BUILDER))
 
 
 class _Problems:
-    """Collects the messages of every section, so that one run names all of them."""
+    """The messages of every section, so that one run names all of them."""
 
     def __init__(self):
         self.messages: List[str] = []
@@ -206,8 +198,7 @@ def _check_data(problems: _Problems, cfg) -> None:
 
 
 def _check_training_values(problems: _Problems, cfg) -> None:
-    """Batch sizes and worker counts that cannot train (< 1, < 0), schedules shorter than one
-    iteration: torch would otherwise fail in its sampler, or the run end doing nothing."""
+    """Batch sizes < 1, worker counts < 0 and schedules shorter than one iteration."""
     data = cfg.get('data') or {}
     sections = [('data', data), ('data.train_dataloader', data.get('train_dataloader') or {})]
     checks = [(f'{where}.{k}', section[k], low) for where, section in sections
@@ -231,8 +222,8 @@ TEST_CHECKS = (_check_test_cfg, _check_data)
 
 
 def check_config(cfg, mode: str = 'train') -> None:
-    """Raise ValueError naming the config file and every unknown key (with the closest valid
-    one) or invalid ``test_cfg`` value of the sections ``mode`` ('train' or 'test') uses."""
+    """Refuse (ValueError naming the file) every unknown key or invalid value of the sections
+    ``mode`` ('train' or 'test') uses."""
     if mode not in ('train', 'test'):
         raise ValueError(f"mode must be 'train' or 'test', got {mode!r}")
     problems = _Problems()
@@ -243,9 +234,8 @@ def check_config(cfg, mode: str = 'train') -> None:
         raise ValueError(f'config {name}:\n  ' + '\n  '.join(problems.messages))
 
 
-# Top-level keys that the tools, MMSeg and MMCV read from a config. Any other top-level key is a
-# variable of the config files (img_norm_cfg, novel_class, ...): it is read once, while they are
-# loaded, to fill in the keys that use it, so overriding it afterwards would change nothing.
+# Top-level keys that the tools, MMSeg and MMCV read. Any other is a variable of the config files
+# (img_norm_cfg, ...), read while they load: overriding it afterwards would change nothing.
 READ_KEYS = {
     'model', 'data', 'optimizer', 'optimizer_config', 'lr_config', 'momentum_config', 'runner',
     'total_iters', 'checkpoint_config', 'evaluation', 'log_config', 'log_level', 'dist_params',
@@ -265,9 +255,8 @@ def _leaves(value: Any, prefix: str) -> Iterator[Tuple[str, Any]]:
 
 
 def check_overrides(cfg, options: Optional[dict]) -> None:
-    """ValueError for a ``--cfg-options`` key that nothing reads, given the config as loaded
-    (before the options are merged): a variable of the config files (naming the keys it set,
-    which are what to override) or an unknown top-level key (with the closest known one)."""
+    """Refuse a ``--cfg-options`` key that nothing reads (a config-file variable or an unknown
+    key), given the config before the options are merged."""
     problems = []
     for option in options or {}:
         top = option.split('.')[0]

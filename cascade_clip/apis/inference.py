@@ -1,10 +1,5 @@
-"""Python API: build a model, segment images with the classes you name.
-
-    from cascade_clip.apis import init_model, segment_image
-    model = init_model('configs/coco_171/...multi.py', 'cascade_clip_coco.pth', device='cpu')
-    model.set_vocabulary(['cat', 'sofa', 'window'])
-    labels, top = segment_image(model, 'photo.jpg')   # (H, W) int64, (H, W) float32
-"""
+"""Python API: ``init_model(config, checkpoint)``, ``model.set_vocabulary(names)``,
+``segment_image(model, 'photo.jpg')``."""
 import copy
 import os
 import os.path as osp
@@ -32,18 +27,13 @@ def config_classes(cfg: Config) -> Optional[list]:
     return list(ds.CLASSES) if ds is not None and ds.CLASSES is not None else None
 
 
-def init_model(config: Union[str, Config],
-               checkpoint: Optional[str] = None,
-               device: str = 'cpu',
-               class_names: Optional[Sequence[str]] = None,
+def init_model(config: Union[str, Config], checkpoint: Optional[str] = None,
+               device: str = 'cpu', class_names: Optional[Sequence[str]] = None,
                seen: Optional[Sequence[int]] = None):
     """Build a Cascade-CLIP model from a config (and checkpoint) on ``device``, in eval mode.
 
-    Without ``class_names`` the vocabulary is the config's test dataset, and the checkpoint
-    must have been trained on those classes (its ``meta['CLASSES']``). With ``class_names``
-    (and optionally ``seen``, see ``CascadeCLIP.set_vocabulary``) the model segments them,
-    with embeddings computed by the checkpoint's text encoder. The checkpoint must match the
-    config's model exactly (``load_weights``).
+    Without ``class_names`` the classes are the config's test dataset's, which the checkpoint
+    must have been trained on; with them (and ``seen``) the text encoder embeds the names.
     """
     if isinstance(config, (str, os.PathLike)):
         cfg, name = read_config(str(config)), str(config)
@@ -57,7 +47,6 @@ def init_model(config: Union[str, Config],
     cfg.model.pretrained = None
     cfg.model.train_cfg = None
     if class_names is not None:
-        # the embeddings are computed from the names with the checkpoint's text encoder
         cfg.model.load_text_embedding = None
     if cfg.model.get('class_names') is None:
         cfg.model.class_names = config_classes(cfg)
@@ -105,10 +94,8 @@ def segment_image(model, img: Union[str, np.ndarray],
 
     Returns:
         labels: (H, W) int64 class indices into the model's vocabulary.
-        top: (H, W) float32 calibrated score of each pixel's class (sigmoid, minus the
-            seen-class calibration in the inductive setting); with ``return_scores=True``
-            instead the (K, H, W) float32 scores of all classes (K x H x W floats: the only
-            full-resolution tensor of all classes the model makes).
+        top: (H, W) float32 calibrated score of each pixel's class; with ``return_scores``
+            the (K, H, W) float32 scores of all classes instead.
     """
     arr = read_image(img)
     # the config's test pipeline with its loading step replaced by the in-memory image
@@ -122,7 +109,7 @@ def segment_image(model, img: Union[str, np.ndarray],
     metas = data['img_metas'][0]
     if return_scores:
         scores = model.predict_scores(img_t, metas, rescale=True)[0]
-        labels = scores.argmax(0)  # the label of a pixel is its best-scoring class
+        labels = scores.argmax(0)
         return labels.cpu().numpy().astype(np.int64), scores.float().cpu().numpy()
     labels, top = model.predict_labels(img_t, metas, rescale=True)
     return labels[0].cpu().numpy().astype(np.int64), top[0].float().cpu().numpy()

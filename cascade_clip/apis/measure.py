@@ -10,9 +10,8 @@ from mmseg.models import build_segmentor
 
 
 def build_model_for_measurement(cfg: Config, checkpoint: Optional[str] = None, logger=None):
-    """A test-mode model from ``cfg``; random weights without a checkpoint, and random class
-    embeddings when the config's text-embedding file is absent (measurements do not depend on
-    their values)."""
+    """A test-mode model from ``cfg``; random weights without a checkpoint and random class
+    embeddings without the config's text-embedding file (measurements do not depend on them)."""
     from .checkpoint import load_weights
     from .inference import config_classes
     name = getattr(cfg, 'filename', None)
@@ -92,7 +91,7 @@ def count_params(model) -> Tuple[int, int]:
 
 def cpu_has_fast_bf16() -> bool:
     """Whether this CPU has bf16 matrix instructions (AVX-512 BF16 or AMX); without them bf16
-    matrix products are emulated and slower than fp32 (measured here: 8x on an AVX2 EPYC)."""
+    is emulated (8x slower than fp32 on an AVX2 EPYC)."""
     try:
         with open('/proc/cpuinfo') as f:
             flags = f.read()

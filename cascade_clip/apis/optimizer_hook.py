@@ -1,37 +1,21 @@
 """The optimizer step of a run, from its config: precision (loss scaling) and accumulation.
 
-One owner of a run's precision: ``model.amp_dtype``. ``CascadeCLIP`` autocasts its image encoder and head to ``model.amp_dtype`` (None / 'fp32',
-'bf16', 'fp16'); with 'fp16' training scales the loss (``LossScaleOptimizerHook``, chosen by
-``train_segmentor``). MMSeg's and MMCV's own fp16 switches, ``fp16 = dict(loss_scale=...)``
-and the ``Fp16OptimizerHook`` types, would autocast a second time (``wrap_fp16_model`` and
-``@auto_fp16``); they are translated onto ``model.amp_dtype`` here, before the model is built,
-or refused when ``model.amp_dtype`` says otherwise.
-"""
+``model.amp_dtype`` alone sets the precision; MMSeg's ``fp16`` and the ``Fp16OptimizerHook`` types
+would autocast a second time, so they are translated onto it before the model is built."""
 import copy
 from typing import Optional, Tuple
 
 from mmcv.utils import print_log
 
 FP16_NAMES = ('fp16', 'float16')
-# MMCV's loss-scaling hooks -> the same hook without loss scaling (the scaling follows
-# model.amp_dtype='fp16')
+# MMCV's loss-scaling hooks -> the same hook without (the scaling follows model.amp_dtype='fp16')
 FP16_HOOKS = {'Fp16OptimizerHook': 'OptimizerHook',
               'GradientCumulativeFp16OptimizerHook': 'GradientCumulativeOptimizerHook'}
 
 
 def resolve_precision(cfg, logger=None) -> Optional[str]:
     """Translate ``cfg.fp16`` and an fp16 ``optimizer_config`` type onto ``cfg.model.amp_dtype``
-    (in place) and return it.
-
-    ``cfg.fp16 = dict(loss_scale=X)`` becomes ``model.amp_dtype='fp16'`` with
-    ``optimizer_config.loss_scale=X``, and ``cfg.fp16`` is removed;
-    ``optimizer_config.type='Fp16OptimizerHook'`` (or ``GradientCumulativeFp16OptimizerHook``)
-    becomes ``model.amp_dtype='fp16'`` with ``OptimizerHook``
-    (``GradientCumulativeOptimizerHook``), keeping its ``loss_scale``.
-
-    Raises:
-        ValueError: when ``model.amp_dtype`` is set to another precision than fp16.
-    """
+    (in place, ``loss_scale`` kept) and return it; ValueError if amp_dtype says otherwise."""
     amp = cfg.model.get('amp_dtype')
     fp16 = cfg.get('fp16', None)
     optimizer_config = cfg.get('optimizer_config') or {}
@@ -68,15 +52,8 @@ _MMCV_FP16_ONLY = ('coalesce', 'bucket_size_mb', 'distributed')
 
 
 def optimizer_hook_config(optimizer_config, amp_dtype, fp16=None) -> Tuple[dict, int]:
-    """The optimizer hook and the micro-batches K per runner iteration.
-
-    ``OptimizerHook`` and ``GradientCumulativeOptimizerHook(cumulative_iters=K)`` become one
-    optimizer step per iteration over K micro-batches (``AtomicIterBasedRunner``), by
-    ``GradientCumulativeOptimizerHook(cumulative_iters=1)`` (plain ``OptimizerHook`` for
-    K = 1), or ``LossScaleOptimizerHook`` with ``amp_dtype='fp16'``. Other hook types are used
-    as given (K = 1). ``fp16`` (MMSeg's ``cfg.fp16``) and the fp16 hook types must have been
-    translated by ``resolve_precision``.
-    """
+    """The optimizer hook and the micro-batches K per runner iteration: one optimizer step per
+    iteration over K micro-batches (``cumulative_iters=K``); other hook types as given (K = 1)."""
     if fp16 is not None:
         raise ValueError('cfg.fp16 is MMSeg\'s fp16 switch; here the precision is model.amp_dtype: '
                          'set model.amp_dtype=\'fp16\' (loss scaling follows), or translate the '

@@ -17,15 +17,8 @@ from .optimizer_hook import optimizer_hook_config
 
 
 def wrap_model(model, device: str, distributed: bool, find_unused_parameters: bool = False):
-    """MMCV's wrapper for ``device`` ('cpu', 'cuda' or 'cuda:N'; plain 'cuda' is the current
-    GPU, the one ``init_dist`` chose in a distributed run): ``MMDataParallel`` in one process
-    (MMSeg's ``build_dp``), DistributedDataParallel (``MMDDP``) on the CPU and on GPUs in a
-    distributed run.
-
-    MMSeg's ``build_ddp`` is not used: it refuses the CPU, and its class
-    (``MMDistributedDataParallel``) neither unwraps DataContainers on the CPU nor runs a
-    plain forward with recent torch versions (see ``MMDDP``).
-    """
+    """MMCV's wrapper for ``device`` ('cpu', 'cuda' or 'cuda:N'): ``MMDataParallel`` in one
+    process, ``MMDDP`` in a distributed run (MMSeg's ``build_ddp`` refuses the CPU)."""
     dev = torch.device(device)
     if dev.type not in ('cuda', 'cpu'):
         raise ValueError(f'unsupported device {device!r} (cuda or cpu)')
@@ -43,18 +36,14 @@ def wrap_model(model, device: str, distributed: bool, find_unused_parameters: bo
 
 def check_one_batch(dataset, loader, samples_per_gpu: int, distributed: bool,
                     micro_batches: int = 1) -> None:
-    """Raise ValueError when ``loader`` (built with drop_last=True) has no complete batch:
-    MMCV's runner would otherwise fail with a bare StopIteration at the first iteration.
-
-    ``samples_per_gpu`` is the config's value; with gradient accumulation the loader yields
-    ``micro_batches`` times as many images per step."""
+    """Raise ValueError when ``loader`` (drop_last=True) has no complete batch (MMCV's runner
+    would stop with a bare StopIteration); ``samples_per_gpu`` is the config's value."""
     if len(loader) > 0:
         return
     _, world = get_dist_info()
     processes = world if distributed else 1
     per_step = loader.batch_size * processes
-    # images one process iterates (its share of a distributed sampler), and the largest
-    # samples_per_gpu that gives it a complete batch
+    # the largest samples_per_gpu that gives one process's share of the images a whole batch
     largest = len(loader.sampler) * samples_per_gpu // loader.batch_size
     accumulated = f' x {micro_batches} micro-batches' if micro_batches > 1 else ''
     fix = (f'lower data.samples_per_gpu to at most {largest} (e.g. --cfg-options '
@@ -79,10 +68,8 @@ def train_segmentor(model, dataset, cfg, distributed=False, validate=False, time
         cfg.optimizer_config, getattr(getattr(model, 'module', model), 'amp_dtype', None),
         cfg.get('fp16', None))
     loader_cfg = dict(num_gpus=len(cfg.gpu_ids), dist=distributed, seed=cfg.seed, drop_last=True)
-    loader_cfg.update({
-        k: v for k, v in cfg.data.items()
-        if k not in ['train', 'val', 'test', 'train_dataloader', 'val_dataloader', 'test_dataloader']
-    })
+    loader_cfg.update({k: v for k, v in cfg.data.items() if k not in [
+        'train', 'val', 'test', 'train_dataloader', 'val_dataloader', 'test_dataloader']})
     train_loader_cfg = {**loader_cfg, **cfg.data.get('train_dataloader', {})}
     samples_per_gpu = train_loader_cfg['samples_per_gpu']
     if micro_batches > 1:
@@ -114,21 +101,18 @@ def train_segmentor(model, dataset, cfg, distributed=False, validate=False, time
             raise ValueError(f'gradient accumulation (cumulative_iters={micro_batches}) needs '
                              f'runner.type=\'AtomicIterBasedRunner\', got {runner_cfg.get("type")!r}')
         runner_cfg['micro_batches'] = micro_batches
-    runner = build_runner(
-        runner_cfg,
-        default_args=dict(model=model, batch_processor=None, optimizer=optimizer,
-                          work_dir=cfg.work_dir, logger=logger, meta=meta))
+    runner = build_runner(runner_cfg, default_args=dict(
+        model=model, batch_processor=None, optimizer=optimizer, work_dir=cfg.work_dir,
+        logger=logger, meta=meta))
 
     checkpoint_config = cfg.checkpoint_config
     if distributed and checkpoint_config is not None and \
             checkpoint_config.get('type', 'CheckpointHook') == 'CheckpointHook':
-        # every process waits for rank 0's file: a failure in the next iteration cannot
-        # then stop rank 0 in the middle of the write
+        # every process waits for rank 0's file: a failure elsewhere cannot stop the write
         checkpoint_config = dict(checkpoint_config, type='SyncedCheckpointHook')
     runner.register_training_hooks(cfg.lr_config, optimizer_config, checkpoint_config,
                                    cfg.log_config, cfg.get('momentum_config', None))
-    # before the optimizer hook (ABOVE_NORMAL): a NaN/inf loss stops the run before it
-    # changes the weights or writes a checkpoint
+    # before the optimizer hook: a NaN/inf loss stops the run before it changes the weights
     runner.register_hook(NonFiniteLossHook(), priority='HIGH')
     runner.timestamp = timestamp
 
@@ -139,7 +123,6 @@ def train_segmentor(model, dataset, cfg, distributed=False, validate=False, time
         val_dataloader = build_dataloader(val_dataset, **val_loader_cfg)
         eval_cfg = copy.deepcopy(cfg.get('evaluation', {}))
         eval_cfg['by_epoch'] = 'IterBased' not in cfg.runner['type']
-        # MMSeg's DistEvalHook collects through pickle files in a folder it then deletes
         eval_hook = GatherDistEvalHook if distributed else TrainIterEvalHook
         runner.register_hook(eval_hook(val_dataloader, **eval_cfg), priority='LOW')
 

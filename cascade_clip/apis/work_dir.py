@@ -1,13 +1,5 @@
-"""One training run per work dir: an OS lock held for the whole run.
-
-Two runs writing into one work dir overwrite each other's checkpoints and interleave one log.
-The run takes an exclusive ``flock`` on ``<work_dir>/.train.lock`` before it writes anything
-there; the kernel releases it when the process ends, however it ends (exception, SIGTERM,
-kill -9), so a lock file left by a finished or dead run never blocks the next one. The file
-holds the owner's process id and host, for the message of a refused second run. It is opened
-without following links and must be a plain file: a link planted there is refused, its
-target never truncated.
-"""
+"""One training run per work dir: an exclusive ``flock`` on ``<work_dir>/.train.lock`` held for
+the whole run (the kernel releases it however the process ends); the file names the owner."""
 import errno
 import fcntl
 import os
@@ -70,7 +62,6 @@ class WorkDirLock:
 
 
 def lock_work_dir(work_dir: str) -> WorkDirLock:
-    """Lock ``work_dir`` (it must exist) for this process, or raise :class:`WorkDirLockedError`
-    naming the process id and host of the run that holds it. Keep the returned object for the
-    whole run."""
+    """Lock ``work_dir`` (it must exist) for this process (keep the object for the whole run), or
+    raise :class:`WorkDirLockedError` naming the run that holds it."""
     return WorkDirLock(work_dir)

@@ -1,10 +1,5 @@
-"""Reading CLIP checkpoints and mapping their keys onto this project's encoders.
-
-OpenAI's TorchScript archive, open_clip's copy of its weights (OpenAI's keys in a state dict or
-``.safetensors``) and Hugging Face's ``CLIPModel`` are told apart by their keys; the pure
-mappings (``convert_hf_clip``, ``convert_clip_visual``, ``convert_clip_text``) turn them into
-OpenAI's layout, which the encoders load.
-"""
+"""Reading CLIP checkpoints (OpenAI, open_clip, Hugging Face: told apart by their keys) and pure
+key mappings onto OpenAI's layout, which the encoders load."""
 import functools
 import hashlib
 import logging
@@ -26,8 +21,7 @@ from ..utils.torchscript import is_torchscript_archive, looks_like_zip, read_tor
 
 StateDict = Dict[str, torch.Tensor]
 
-# OpenAI's release files: name -> SHA-256, the folder of its URL in openai/CLIP's clip/clip.py
-# (``_MODELS``): OPENAI_URL.format(sha256=..., name=...)
+# OpenAI's release files: name -> SHA-256, as in the URLs of openai/CLIP's clip/clip.py _MODELS
 OPENAI_URL = 'https://openaipublic.azureedge.net/clip/models/{sha256}/{name}'
 OPENAI_RELEASES = {
     'RN50.pt': 'afeb0e10f9e5a86da6080e35cf09123aca3b358a0c3e3b6c78a7b63bc04b6762',
@@ -61,13 +55,8 @@ CLIP_HELP = ('CLIP weights are OpenAI\'s release files (e.g. ViT-B-16.pt, from t
 
 
 def load_clip_state_dict(path: str) -> StateDict:
-    """Read a CLIP checkpoint as an OpenAI-layout state dict of fp32 tensors on the CPU.
-
-    Nothing from the file runs: a TorchScript archive's weights are read from its zip entries
-    by :func:`read_torchscript_state_dict` (its code is never compiled), a ``.safetensors``
-    file by :func:`read_safetensors`, any other file through :func:`safe_load`. Hugging Face's
-    layout is mapped by :func:`convert_hf_clip`. A file named as an OpenAI release is hashed
-    first (:func:`check_openai_release`).
+    """Read a CLIP checkpoint, running nothing from it, as an OpenAI-layout state dict of fp32
+    tensors on the CPU.
 
     Raises:
         FileNotFoundError: the file does not exist.
@@ -119,8 +108,7 @@ def looks_like_safetensors(path: str) -> bool:
 
 
 def check_openai_release(path: str) -> None:
-    """Warn (naming the file and both hashes) when a file named as one of OpenAI's releases
-    (:data:`OPENAI_RELEASES`) has another SHA-256 than the release."""
+    """Warn when a file named as one of OpenAI's releases has another SHA-256 than the release."""
     if osp.basename(path) in OPENAI_RELEASES:
         st = os.stat(path)
         _check_release(path, st.st_size, st.st_mtime_ns)
@@ -128,8 +116,7 @@ def check_openai_release(path: str) -> None:
 
 @functools.lru_cache(maxsize=8)
 def _check_release(path: str, size: int, mtime_ns: int) -> None:
-    """:func:`check_openai_release` once per file version: the image and the text encoders
-    read the same CLIP file."""
+    """:func:`check_openai_release` once per file version (both encoders read the file)."""
     name = osp.basename(path)
     expected, actual = OPENAI_RELEASES[name], sha256_of(path)
     if actual != expected:
@@ -182,9 +169,7 @@ _HF_QKV_RE = re.compile(r'self_attn\.([qkv])_proj$')
 def convert_hf_clip(state_dict: StateDict) -> StateDict:
     """Hugging Face transformers' ``CLIPModel`` keys -> OpenAI CLIP's, any size.
 
-    Separate q/k/v projections are concatenated (q; k; v) into ``attn.in_proj_*``, the
-    projection Linear weights transposed into ``visual.proj`` / ``text_projection``,
-    ``position_ids`` buffers dropped. The input is not modified.
+    q/k/v projections are concatenated into ``attn.in_proj_*``, the projections transposed.
 
     Raises:
         ValueError: a key that is not part of a CLIPModel, or a block lacking one of q/k/v.
@@ -218,11 +203,8 @@ def convert_hf_clip(state_dict: StateDict) -> StateDict:
 
 
 def resize_pos_embed(pos_embed: torch.Tensor, grid: Tuple[int, int]) -> torch.Tensor:
-    """Resize a ViT position embedding (1 + g*g, C) to (1 + H*W, C), grid = (H, W).
-
-    The source grid g is read off the tensor (sqrt of its length minus the class row);
-    the class row is kept and the spatial part resized bilinearly (align_corners=False).
-    """
+    """Resize a ViT position embedding (1 + g*g, C) to (1 + H*W, C), grid = (H, W), bilinearly;
+    the class row is kept."""
     n, c = pos_embed.shape
     src = int(round(math.sqrt(n - 1)))
     if src * src != n - 1:

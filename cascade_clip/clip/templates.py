@@ -1,4 +1,4 @@
-"""Prompt templates for class text embeddings (the published configs' single and 15-template prompts)."""
+"""Prompt templates of class text embeddings (the published single and 15-template prompts)."""
 SINGLE_TEMPLATE = 'a photo of a {}'
 
 MULTI_TEMPLATES = (

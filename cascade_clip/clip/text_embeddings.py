@@ -9,18 +9,12 @@ from .tokenizer import tokenize
 
 
 @torch.no_grad()
-def compute_text_embeddings(text_encoder: nn.Module,
-                            class_names: Sequence[str],
+def compute_text_embeddings(text_encoder: nn.Module, class_names: Sequence[str],
                             templates: Sequence[str] = (SINGLE_TEMPLATE, ),
-                            context_length: int = 77,
-                            batch_size: int = 256,
+                            context_length: int = 77, batch_size: int = 256,
                             progress: Optional[Callable[[int], None]] = None) -> torch.Tensor:
-    """(K, D) float32 class embeddings, rows L2-normalised.
-
-    For each template the embeddings are L2-normalised; the templates' embeddings are
-    averaged and re-normalised (a single template reduces to the normalised embedding).
-    ``progress(n)`` is called after each batch with the number of prompts done.
-    """
+    """(K, D) float32 class embeddings: the mean of the templates' unit rows, re-normalised;
+    ``progress(n)`` gets the number of prompts done after each batch."""
     if len(class_names) == 0:
         raise ValueError('the class list is empty')
     device = next(text_encoder.parameters()).device

@@ -1,8 +1,4 @@
-"""CLIP's byte-level BPE tokenizer (algorithm from OpenAI CLIP, MIT licence: LICENSE_CLIP).
-
-``tokenize(texts)`` gives the (N, context_length) LongTensor that CLIP's text encoder
-takes: ``<|startoftext|>`` (49406), the BPE ids, ``<|endoftext|>`` (49407), zero padding.
-"""
+"""CLIP's byte-level BPE tokenizer (algorithm from OpenAI CLIP, MIT licence: LICENSE_CLIP)."""
 import gzip
 import html
 import os.path as osp
@@ -132,19 +128,14 @@ def get_tokenizer() -> SimpleTokenizer:
     return SimpleTokenizer()
 
 
-def tokenize(texts: Union[str, Sequence[str]],
-             context_length: int = 77,
+def tokenize(texts: Union[str, Sequence[str]], context_length: int = 77,
              truncate: bool = False) -> torch.LongTensor:
-    """Tokenize text(s) for CLIP's text encoder.
+    """(N, context_length) LongTensor of text(s) for CLIP's text encoder: sot, BPE ids, eot, zeros.
 
     Args:
         texts: a string or a sequence of strings.
         context_length: length of each row (CLIP uses 77).
-        truncate: cut texts that are too long (keeping the end-of-text token last)
-            instead of raising.
-
-    Returns:
-        LongTensor (N, context_length): sot, BPE ids, eot, then zeros.
+        truncate: cut texts that are too long (eot kept last) instead of raising.
     """
     if isinstance(texts, str):
         texts = [texts]

@@ -9,14 +9,8 @@ from .collect import collect_results
 
 
 class _LogTrainingIteration:
-    """Logs the evaluation at the training iteration it ran after.
-
-    MMSeg's hooks give the validation line of the log (``Iter(val) [N]``, and ``iter`` in
-    ``WORK_DIR/<timestamp>.log.json``) the number of validation batches, so an evaluation
-    after iteration 2000 on 500 images reads ``iter: 500``; TensorBoard and the other logger
-    hooks log it at the training iteration. Here the json and text logs say it too, so the
-    curves of ``tools/analyze_logs.py`` put each evaluation where it ran.
-    """
+    """Logs the evaluation at the training iteration it ran after (MMSeg's hooks log the number
+    of validation batches as its ``iter``)."""
 
     def evaluate(self, runner, results):
         # after_train_iter runs before the runner counts the iteration; after_train_epoch after
@@ -31,15 +25,9 @@ class TrainIterEvalHook(_LogTrainingIteration, EvalHook):
 
 @HOOKS.register_module()
 class GatherDistEvalHook(_LogTrainingIteration, DistEvalHook):
-    """MMSeg's ``DistEvalHook`` whose processes hand their results to rank 0 over the process
-    group (``collect_results``) instead of through files, and whose log line names the
-    training iteration.
-
-    MMSeg's hook collects with ``multi_gpu_test``: pickles in ``WORK_DIR/.eval_hook`` (or the
-    ``tmpdir`` the config names), read back with ``pickle``, and that folder deleted afterwards
-    with whatever a user had put in it. Here nothing is written and no folder is made or
-    removed; ``tmpdir`` and ``gpu_collect`` are accepted for compatibility and not used.
-    """
+    """MMSeg's ``DistEvalHook`` gathering the results over the process group, its log line
+    naming the training iteration; ``tmpdir`` and ``gpu_collect`` are accepted and unused."""
+    # MMSeg's hook collects through pickles in a folder it then deletes, whatever else is in it
 
     def _do_evaluate(self, runner):
         if self.broadcast_bn_buffer:

@@ -10,12 +10,8 @@ from ..utils.strict import strict_kwargs
 @HOOKS.register_module()
 @strict_kwargs
 class LossScaleOptimizerHook(GradientCumulativeFp16OptimizerHook):
-    """fp16 loss scaling, one optimizer step per runner iteration.
-
-    MMCV's ``GradientCumulativeFp16OptimizerHook`` with ``cumulative_iters=1`` (the scaler's
-    state in ``runner.meta['fp16']``, kept by checkpoints), except that the scaler is built for
-    the parameters' device (MMCV's CUDA scaler disables itself on a CPU model) and the model is
-    not wrapped by ``wrap_fp16_model``: ``CascadeCLIP`` autocasts itself (``amp_dtype``).
+    """MMCV's ``GradientCumulativeFp16OptimizerHook`` with ``cumulative_iters=1``, its scaler on
+    the parameters' device and no ``wrap_fp16_model`` (the model autocasts itself).
 
     Args:
         grad_clip: as ``OptimizerHook``.

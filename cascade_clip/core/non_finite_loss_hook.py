@@ -11,15 +11,9 @@ from ..utils.strict import strict_kwargs
 @HOOKS.register_module()
 @strict_kwargs
 class NonFiniteLossHook(Hook):
-    """Raise ``FloatingPointError`` as soon as a loss term is NaN or infinite.
-
-    Runs in ``after_train_iter`` before the optimizer hook (register it with a priority above
-    ``ABOVE_NORMAL``, e.g. ``'HIGH'``), so the bad iteration neither steps the optimizer nor
-    writes a checkpoint: the last checkpoint stays the last good state. It reads the logged
-    loss values, which MMSeg's ``_parse_losses`` has already averaged over the ranks, so
-    every process of a distributed run stops at the same iteration. Costs a few float
-    comparisons per iteration (no anomaly detection).
-    """
+    """Raise ``FloatingPointError`` as soon as a loss term is NaN or infinite (register it above
+    ``ABOVE_NORMAL``, e.g. ``'HIGH'``, to stop before the optimizer step)."""
+    # the logged values are averaged over the ranks: every process stops at the same iteration
 
     def after_train_iter(self, runner) -> None:
         outputs = runner.outputs or {}
@@ -41,8 +35,7 @@ class NonFiniteLossHook(Hook):
 
 
 def non_finite_terms(log_vars: Dict[str, float]) -> List[Tuple[str, float]]:
-    """The loss entries (names containing 'loss') of ``log_vars`` that are NaN or infinite,
-    in order, with the total ``loss`` last."""
+    """The NaN or infinite entries of ``log_vars`` named '*loss*', the total ``loss`` last."""
     bad = [(k, float(v)) for k, v in log_vars.items() if 'loss' in k and not math.isfinite(float(v))]
     return sorted(bad, key=lambda kv: kv[0] == 'loss')
 

@@ -1,10 +1,5 @@
-"""The process's random states (python, numpy, torch CPU and CUDA) in a checkpoint-safe form.
-
-The states are kept in checkpoints' ``meta``, which must load with
-``torch.load(weights_only=True)`` without an allow-list: only tensors, python scalars,
-strings, ``None`` and lists / tuples / dicts of those. numpy's state is therefore a dict
-whose key array is an int64 tensor, python's a nested tuple of ints.
-"""
+"""The process's random states (python, numpy, torch CPU and CUDA) as tensors and plain values,
+which ``torch.load(weights_only=True)`` reads from a checkpoint without an allow-list."""
 import random
 from typing import Any, Dict, Optional
 
@@ -15,8 +10,7 @@ RandomStates = Dict[str, Any]
 
 
 def get_random_states() -> RandomStates:
-    """The current random states of python ``random``, numpy's global generator, torch's CPU
-    generator and, when CUDA is initialised, the current GPU's generator."""
+    """The current random states of python, numpy, torch's CPU and (if initialised) GPU."""
     version, mt, gauss_next = random.getstate()
     name, key, pos, has_gauss, cached = np.random.get_state(legacy=True)
     cuda = None

@@ -10,9 +10,8 @@ LoaderState = Dict[str, Any]
 
 
 class _SamplerView:
-    """The wrapped sampler without ``set_epoch``: MMCV's ``IterLoader`` calls ``set_epoch`` with
-    its own epoch count, which restarts at 0 after a resume; ``ResumableLoader`` sets the
-    epoch itself."""
+    """The wrapped sampler without ``set_epoch`` (MMCV's ``IterLoader`` restarts its epoch count
+    at 0 after a resume; ``ResumableLoader`` sets the epoch itself)."""
 
     def __init__(self, sampler):
         self._sampler = sampler
@@ -30,17 +29,10 @@ class _SamplerView:
 
 
 class ResumableLoader:
-    """Wraps a ``DataLoader`` and records where it is: the epoch, the batches yielded in it and
-    the torch random state at the epoch's start. ``logger``: a logger or a logger's name (for
-    MMCV's ``print_log``), MMSeg's by default.
-
-    The shuffle order of a ``RandomSampler`` and the DataLoader's worker seeds are drawn from
-    the torch generator when an epoch's iterator is made, and augmentations draw from the
-    random generators as batches are made. ``resume_from`` makes the next epoch's iterator
-    replay the saved epoch: same sampler epoch, same torch state at its start, the consumed
-    batches made again and dropped (which reproduces the workers' and the augmentations'
-    random draws), then the random states of the checkpoint are restored.
-    """
+    """A ``DataLoader`` that records its epoch, the batches yielded in it and the torch random
+    state at the epoch's start; after ``resume_from`` the next epoch replays the saved one."""
+    # the shuffle order, worker seeds and augmentations all draw from the random generators:
+    # the consumed batches are made again and dropped, then the checkpoint's states restored
 
     def __init__(self, loader, logger='mmseg'):
         self.loader = loader
@@ -65,29 +57,25 @@ class ResumableLoader:
             raise AttributeError(name)
         return getattr(self.loader, name)
 
-    # ------------------------------------------------------------------ state
     def state_dict(self) -> LoaderState:
         """``epoch``, ``consumed`` batches in it, ``epoch_start_torch`` random state."""
         return {'epoch': self.epoch, 'consumed': self.consumed,
                 'epoch_start_torch': self.epoch_start_torch}
 
     def resume_from(self, state: LoaderState, states_after_skip: Optional[RandomStates] = None) -> None:
-        """Make the next ``iter(self)`` continue the saved epoch after its consumed batches,
-        then set ``states_after_skip`` (the random states saved with the checkpoint)."""
+        """Make the next ``iter(self)`` continue the saved epoch, then set ``states_after_skip``."""
         for key in ('epoch', 'consumed', 'epoch_start_torch'):
             if key not in state:
                 raise KeyError(f'loader state {sorted(state)} has no {key!r}')
         self._pending = state
         self._states_after_skip = states_after_skip
 
-    # ------------------------------------------------------------------ iteration
     def _set_sampler_epoch(self) -> None:
         if hasattr(self.loader.sampler, 'set_epoch'):
             self.loader.sampler.set_epoch(self.epoch)
 
     def __iter__(self) -> Iterator:
-        # the DataLoader's iterator is made here, not lazily, so that it draws its seeds from
-        # the torch generator at the same point as a plain DataLoader would
+        # made here, not lazily: the seeds are drawn at the same point as by a plain DataLoader
         if self._pending is not None:
             state, self._pending = self._pending, None
             self.epoch = int(state['epoch'])

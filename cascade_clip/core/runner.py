@@ -101,16 +101,10 @@ def micro_batch_bounds(size: int, parts: int) -> List[Tuple[int, int]]:
 class AtomicIterBasedRunner(IterBasedRunner):
     """MMCV's IterBasedRunner with exact loss averaging, atomic checkpoints and exact resumes.
 
-    Each loaded batch runs as ``micro_batches`` slices; the model's ``train_step`` returns its
-    loss terms as sums and counts (``loss_sums``). The first K - 1 slices back-propagate their
-    sums under DDP's ``no_sync()``; after the last forward the counts are summed over slices and
-    processes and the gradients divided by them, then the optimizer hook back-propagates the
-    last slice's averaged loss (synchronised) and steps: the gradient of the whole batch.
-
-    ``iter_N.pth`` holds the state after N iterations, with every process's random states and
-    data positions (``meta['train_state']``); ``resume`` checks the checkpoint against the run,
-    restores it, and ``run`` replays the data loaders, so a resumed run computes what an
-    uninterrupted one would.
+    The first K - 1 micro-batches back-propagate their loss sums under ``no_sync()``; their
+    gradients are divided by the counts summed over micro-batches and processes, then the
+    optimizer hook back-propagates the last one's averaged loss and steps. ``iter_N.pth`` holds
+    every process's random states and data positions (``meta['train_state']``).
 
     Args (besides IterBasedRunner's):
         micro_batches: K, the slices of each loaded batch (one optimizer step per iteration).
@@ -129,10 +123,8 @@ class AtomicIterBasedRunner(IterBasedRunner):
         self._saved_iter: Optional[int] = None  # completed iterations of the last save
         self._resume_state: Optional[Dict[str, Any]] = None
 
-    # ------------------------------------------------------------------ one iteration
     def train(self, data_loader, **kwargs):
-        """One iteration: every micro-batch's forward and backward, then the hooks (the
-        optimizer hook steps)."""
+        """One iteration: every micro-batch's forward and backward, then the hooks."""
         self.model.train()
         self.mode = 'train'
         self.data_loader = data_loader
@@ -151,8 +143,8 @@ class AtomicIterBasedRunner(IterBasedRunner):
             set_random_states(self._states[1][self.rank]['random'])
 
     def _train_step(self, data_batch: dict) -> dict:
-        """Outputs whose ``loss`` is the last micro-batch's averaged loss, the gradients of the
-        others already accumulated and scaled."""
+        """Outputs whose ``loss`` is the last micro-batch's averaged loss (the others' gradients
+        accumulated and scaled)."""
         model = self.model
         if self.micro_batches == 1:
             parts = [data_batch]
@@ -204,9 +196,8 @@ class AtomicIterBasedRunner(IterBasedRunner):
 
     def _average(self, counts: Dict[str, float], sums: Dict[str, Tuple[str, float]],
                  metrics: Dict[str, float]) -> Tuple[Dict[str, float], Dict[str, float]]:
-        """Each unit's factor, 1 / (its count over the processes / their number, at least 1),
-        and the logged values: each term's sum times its factor and the other values, averaged
-        over the processes (one all-reduce)."""
+        """Each unit's factor 1 / max(mean count over the processes, 1), and the logged values
+        averaged over the processes (one all-reduce)."""
         units, names, others = sorted(counts), sorted(sums), sorted(metrics)
         values = torch.tensor([counts[u] for u in units] + [sums[n][1] for n in names]
                               + [metrics[m] for m in others], dtype=torch.float64)
@@ -226,10 +217,8 @@ class AtomicIterBasedRunner(IterBasedRunner):
         hooks = [h for h in self.hooks if isinstance(h, OptimizerHook)]
         return hooks[0] if hooks else None
 
-    # ------------------------------------------------------------------ train state
     def _record_train_states(self) -> None:
-        """Every process's random states and loader positions after this iteration's backward
-        passes (what a checkpoint of this iteration stores), gathered on every process."""
+        """Gather every process's random states and loader positions after the backward passes."""
         state = {'random': get_random_states(), 'loaders': [ld.state_dict() for ld in self._loaders]}
         states = [state]
         if self.world_size > 1:
@@ -241,8 +230,7 @@ class AtomicIterBasedRunner(IterBasedRunner):
                         create_symlink=True):
         meta = dict(meta or {})  # the CheckpointHook passes the same dict at every save
         meta.update(self.meta or {})
-        # MMCV records self.iter, one less than the completed iterations at the save: a resume
-        # would repeat the last one
+        # MMCV records self.iter, one less than the completed iterations: a resume would repeat one
         meta.update(epoch=self.epoch + 1, iter=self.iter + 1)
         if self._states is None or self._states[0] != self.iter:
             print_log('checkpoint saved outside a training iteration: only this process\'s '
@@ -259,12 +247,10 @@ class AtomicIterBasedRunner(IterBasedRunner):
         if create_symlink:
             mmcv.symlink(filename, osp.join(out_dir, 'latest.pth'))
 
-    # ------------------------------------------------------------------ resuming
     def resume(self, checkpoint: str, resume_optimizer: bool = True, map_location='cpu',
                any_batch_layout: bool = False) -> None:
-        """Continue the run of ``checkpoint`` (read once): refused, naming what differs, when
-        its classes, seen classes or weights are not this run's, or its batch layout
-        (``meta['training_run']``) unless ``any_batch_layout`` (then a warning)."""
+        """Continue the run of ``checkpoint``; refused when its classes, seen classes, weights
+        or batch layout (unless ``any_batch_layout``: a warning) are not this run's."""
         ckpt = safe_load(checkpoint, map_location=map_location)
         meta = (ckpt.get('meta') or {}) if isinstance(ckpt, dict) else {}
         model = self.model.module if is_module_wrapper(self.model) else self.model
@@ -367,11 +353,9 @@ class AtomicIterBasedRunner(IterBasedRunner):
                 print_log('persistent data-loader workers keep their random state across '
                           'epochs: augmentations made in the workers are not restored exactly',
                           self.logger, level=logging.WARNING)
-            # each loader replays its epoch when MMCV's IterLoader first iterates it; the
-            # checkpoint's random states are set after the replay
+            # each loader replays its epoch when first iterated, then sets the random states
             loader.resume_from(loader_state, state['random'])
 
-    # ------------------------------------------------------------------ running
     def run(self, data_loaders, workflow, max_iters=None, **kwargs):
         if self.micro_batches > 1:
             hook = self._optimizer_hook()

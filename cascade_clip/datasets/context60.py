@@ -6,12 +6,8 @@ from .zero_shot import ZeroShotDataset
 
 @DATASETS.register_module()
 class ZeroPascalContextDataset60(ZeroShotDataset):
-    """Pascal Context, 60 classes: 0 = background is a class (``reduce_zero_label=False``).
-
-    MMSeg's ``PascalContextDataset`` layout and names: ``JPEGImages/*.jpg``,
-    ``SegmentationClassContext/*.png`` (0 background, 1-59 the Context-59 classes in the same
-    order, 255 ignored), split files under ``ImageSets/SegmentationContext/``.
-    """
+    """Pascal Context, 60 classes (0 = background is a class) in MMSeg's layout:
+    ``JPEGImages/*.jpg``, ``SegmentationClassContext/*.png`` (1-59: Context-59, 255 ignored)."""
     CLASSES = PascalContextDataset.CLASSES
     PALETTE = PascalContextDataset.PALETTE
     REDUCE_ZERO_LABEL = False

@@ -8,15 +8,8 @@ WIDE_IGNORE = 65535  # the ignore value of the uint16 layouts of the detectron2-
 
 
 class WideLabelEvaluationDataset(ZeroShotDataset):
-    """A :class:`ZeroShotDataset` for evaluation only, with uint16 label maps.
-
-    * Label maps are read with :class:`LoadWideAnnotations` (ids up to 65534 kept exactly);
-      ``ignore_index`` defaults to 65535, the value these layouts leave unlabelled pixels at.
-      A remap of the ignored pixels to 255 is impossible here: 255 is a class id.
-    * Training is refused: the segmentor's training targets go through a 256-entry label
-      map (8-bit ids, 255 ignored), which cannot hold several hundred classes. These sets
-      are cross-dataset test sets; train on COCO-Stuff and evaluate here.
-    """
+    """A :class:`ZeroShotDataset` for evaluation only (training targets are 8-bit), with uint16
+    label maps read by :class:`LoadWideAnnotations`, 65535 ignored (255 is a class id)."""
     SEG_MAP_SUFFIX = '.tif'
 
     def __init__(self, pipeline: List[dict], img_dir: str, **kwargs):

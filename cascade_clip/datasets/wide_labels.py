@@ -9,13 +9,8 @@ from mmseg.datasets.pipelines import LoadAnnotations
 
 @PIPELINES.register_module()
 class LoadWideAnnotations(LoadAnnotations):
-    """``LoadAnnotations`` that keeps 16-bit class ids: MMSeg's loader casts every label map
-    to uint8, which would wrap ids >= 256 (and the ignore value 65535) onto other classes.
-
-    The map is read unchanged (8- or 16-bit, one channel) and returned as int64. No
-    ``reduce_zero_label`` and no custom-class ``label_map``: the wide-vocabulary layouts store
-    class ids directly, with their own ignore value.
-    """
+    """``LoadAnnotations`` that keeps 16-bit class ids (MMSeg's casts to uint8), as int64; no
+    ``reduce_zero_label`` or custom-class ``label_map``."""
 
     def __init__(self, reduce_zero_label: bool = False, **kwargs):
         if reduce_zero_label:

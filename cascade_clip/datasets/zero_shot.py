@@ -1,4 +1,4 @@
-"""Generic zero-shot segmentation dataset with seen / unseen / hIoU evaluation (seen / unseen splits as in the paper's zero-shot protocol)."""
+"""Generic zero-shot segmentation dataset with seen / unseen / hIoU evaluation."""
 import io
 import os.path as osp
 from collections import OrderedDict
@@ -29,8 +29,8 @@ def harmonic_iou(seen: float, unseen: float) -> float:
 @PIPELINES.register_module()
 @strict_kwargs
 class CheckSegMap:
-    """Fail clearly on a label map whose size differs from its image's or whose values are
-    not class ids (0..num_classes-1) or the ignore index. Goes right after LoadAnnotations."""
+    """Refuse a label map of another size than its image or with values that are not class ids
+    or the ignore index (right after LoadAnnotations)."""
 
     def __init__(self, num_classes: int, ignore_index: int = 255):
         self.num_classes = num_classes
@@ -59,12 +59,8 @@ def check_single_channel(gt: np.ndarray, name: str) -> None:
 
 def check_split_entries(split: str, img_infos: List[dict], img_suffix: str, img_dir: str,
                         ann_dir: Optional[str]) -> None:
-    """Refuse a split entry that would name a file outside ``img_dir`` / ``ann_dir`` (absolute,
-    or climbing out with ``..``), naming the split file, the line and the entry.
-
-    ``img_infos`` are MMSeg's, one per line of the split file in order. Such an entry would
-    also place ``--show-dir`` overlays and ``--format-only`` results outside their folders.
-    """
+    """Refuse a split entry naming a file outside ``img_dir`` / ``ann_dir`` (absolute or ``..``);
+    ``img_infos`` are MMSeg's, one per line of the split file."""
     for line, info in enumerate(img_infos, 1):
         entry = info['filename'][:len(info['filename']) - len(img_suffix)]
         if (escapes(info['filename'], img_dir)
@@ -73,11 +69,12 @@ def check_split_entries(split: str, img_infos: List[dict], img_suffix: str, img_
             raise ValueError(f'split file {split}, line {line}: entry {entry!r} resolves outside '
                              f'the dataset folders {where} (absolute or with ".."); split entries '
                              f'are image names relative to img_dir, without suffix')
+
+
 def check_listed_files(img_infos: List[dict], img_dir: str, ann_dir: Optional[str],
                        split: Optional[str] = None, first: int = 5) -> None:
-    """FileNotFoundError listing the first ``first`` images (and label maps) the dataset lists
-    that do not exist, with their counts: found when the dataset is built, not when training
-    reaches them."""
+    """Refuse (FileNotFoundError listing the first ``first``) listed images or label maps that
+    do not exist."""
     missing_img = [osp.join(img_dir, i['filename']) for i in img_infos
                    if not osp.isfile(osp.join(img_dir, i['filename']))]
     missing_ann = [] if ann_dir is None else [
@@ -106,12 +103,8 @@ class ZeroShotDataset(CustomDataset):
     """Any folder of images + label maps, with class names and the unseen classes in the config.
 
     Args (besides CustomDataset's):
-        unseen_classes: ids of the unseen (novel) classes; the others are seen. Empty for a
-            plain (e.g. cross-dataset) evaluation.
+        unseen_classes: ids of the unseen classes; empty for a plain (cross-dataset) evaluation.
         check_labels: insert :class:`CheckSegMap` after ``LoadAnnotations``.
-
-    ``evaluate`` returns fractions: ``aAcc``, ``mIoU``, ``mIoU_seen``, ``mIoU_unseen``,
-    ``hIoU`` (the last three only with unseen classes) and ``IoU.<name>`` per class.
     """
 
     # defaults of the subclasses' layouts (a config can still override each)
@@ -119,12 +112,8 @@ class ZeroShotDataset(CustomDataset):
     SEG_MAP_SUFFIX = '.png'
     REDUCE_ZERO_LABEL = False
 
-    def __init__(self,
-                 pipeline: List[dict],
-                 img_dir: str,
-                 unseen_classes: Sequence[int] = (),
-                 check_labels: bool = True,
-                 **kwargs):
+    def __init__(self, pipeline: List[dict], img_dir: str, unseen_classes: Sequence[int] = (),
+                 check_labels: bool = True, **kwargs):
         kwargs.setdefault('img_suffix', self.IMG_SUFFIX)
         kwargs.setdefault('seg_map_suffix', self.SEG_MAP_SUFFIX)
         kwargs.setdefault('reduce_zero_label', self.REDUCE_ZERO_LABEL)
@@ -168,15 +157,13 @@ class ZeroShotDataset(CustomDataset):
         return self._named_errors(super().prepare_test_img, idx)
 
     def _named_errors(self, prepare, idx):
-        """``prepare(idx)``; an error inside the pipeline is raised again naming the sample's
-        image and label map (a truncated JPEG otherwise fails deep inside as
-        "'NoneType' object has no attribute 'shape'")."""
+        """``prepare(idx)``; a pipeline error is raised again naming the image and label map."""
         try:
             return prepare(idx)
         except Exception as e:  # noqa: B902 - re-raised with the file names, same type
             info = self.img_infos[idx]
             img = osp.join(self.img_dir, info['filename'])
-            if osp.isfile(img) and mmcv.imread(img) is None:  # mmcv returns None for a file OpenCV cannot decode
+            if osp.isfile(img) and mmcv.imread(img) is None:  # OpenCV cannot decode it
                 raise ValueError(f'cannot read image {img} (sample {idx}): the file is truncated, '
                                  f'corrupt or not an image') from e
             if str(img) in str(e):
@@ -191,9 +178,8 @@ class ZeroShotDataset(CustomDataset):
             raise named from e
 
     def load_annotations(self, img_dir, img_suffix, ann_dir, seg_map_suffix, split):
-        """MMSeg's image list; a split file is read here, as MMSeg reads it (one name a line)
-        but as UTF-8 without a byte-order mark (MMSeg would keep the invisible mark in the
-        first name), each name checked to stay inside the dataset folders."""
+        """MMSeg's image list; a split file is read as UTF-8 (MMSeg would keep a byte-order mark
+        in the first name) and each name checked to stay inside the dataset folders."""
         if split is None:
             img_infos = super().load_annotations(img_dir, img_suffix, ann_dir, seg_map_suffix, split)
         else:
@@ -209,14 +195,8 @@ class ZeroShotDataset(CustomDataset):
         return img_infos
 
     def format_results(self, results, imgfile_prefix, indices=None, **kwargs) -> List[str]:
-        """Write predictions as PNG label maps in the dataset's own ids (``--format-only``).
-
-        Each goes to ``imgfile_prefix/<image path relative to img_dir>.png`` (sub-folders
-        kept, so images of the same base name in different folders keep their own results).
-        With ``reduce_zero_label`` the ids are shifted back by one (0 = background again).
-        Returns the written paths. Each file is written whole or not at all (a full disk: an
-        OSError naming the file, no truncated PNG among the others).
-        """
+        """Write predictions as ``imgfile_prefix/<image path in img_dir>.png`` label maps in the
+        dataset's own ids (``--format-only``); the written paths."""
         if indices is None:
             indices = list(range(len(self)))
         mmcv.mkdir_or_exist(imgfile_prefix)
@@ -245,13 +225,12 @@ class ZeroShotDataset(CustomDataset):
                 raise ValueError(f'prediction of size {pred.shape} for label map {name} of size '
                                  f'{gt.shape}')
             check_label_values(gt, len(self.CLASSES), self.ignore_index, name)
-            out.append(
-                intersect_and_union(pred, gt, len(self.CLASSES), self.ignore_index,
-                                    label_map=dict(), reduce_zero_label=False))
+            out.append(intersect_and_union(pred, gt, len(self.CLASSES), self.ignore_index,
+                                           label_map=dict(), reduce_zero_label=False))
         return out
 
     def evaluate(self, results, metric='mIoU', logger=None, gt_seg_maps=None, **kwargs) -> Dict:
-        """Seen / unseen / hIoU metrics (fractions) from per-image predictions or pre_eval."""
+        """aAcc, mIoU(_seen, _unseen), hIoU and IoU.<name> (fractions) of results or pre_eval."""
         metrics = [metric] if isinstance(metric, str) else list(metric)
         if not set(metrics) <= {'mIoU', 'mDice', 'mFscore'}:
             raise KeyError(f'metric {metrics} is not supported (mIoU, mDice, mFscore)')

@@ -1,11 +1,5 @@
-"""``Vocabulary``: the classes a Cascade-CLIP model segments, validated once.
-
-One object holds the class names, which of them are seen in training, and their text
-embeddings. The segmentor owns it (``CascadeCLIP.vocabulary``) and changes it only through
-``CascadeCLIP.set_vocabulary``; everything that depends on the classes (the label map of
-training, the seen-class calibration, pseudo-labelling, ``num_classes``, ``CLASSES`` /
-``PALETTE``) is derived from it.
-"""
+"""``Vocabulary``: the classes a Cascade-CLIP model segments (names, seen ones, text
+embeddings), validated once; everything that depends on the classes derives from it."""
 import logging
 import re
 from typing import Optional, Sequence, Tuple
@@ -20,8 +14,7 @@ from ..utils.vocabulary_names import normalise_name
 
 
 def check_class_names(names: Sequence[str], source: Optional[str] = None) -> Tuple[str, ...]:
-    """Stripped names; ValueError for an empty list, an empty name, or two names that are equal
-    up to case and white space (both are named; ``source``, e.g. a file, too)."""
+    """Stripped names; refuses an empty list or name, or two names equal up to case and space."""
     where = f' in {source}' if source else ''
     out = tuple(re.sub(r'\s+', ' ', str(n)).strip() for n in names)
     if not out:
@@ -42,8 +35,8 @@ def check_class_names(names: Sequence[str], source: Optional[str] = None) -> Tup
 
 def check_embeddings(emb: torch.Tensor, names: Sequence[str], dim: Optional[int] = None,
                      source: Optional[str] = None) -> torch.Tensor:
-    """(K, D) float32 copy of ``emb``; ValueError naming the row and class for a non-finite or
-    zero-norm row, or for a shape that does not fit the names / width ``dim``."""
+    """(K, D) float32 copy of ``emb``; refuses non-finite or zero rows and a shape that does not
+    fit ``names`` / width ``dim``."""
     where = f' in {source}' if source else ''
     if not isinstance(emb, torch.Tensor):
         arr = np.asarray(emb)
@@ -76,16 +69,14 @@ def check_embeddings(emb: torch.Tensor, names: Sequence[str], dim: Optional[int]
     return emb.contiguous()
 
 
-# How far a row's norm may be from 1 and still be used as it is. The project's tool writes
-# float32 rows normalised to ~1e-7, the published float16 files are within ~5e-4; CLIP's
-# un-normalised text features have norms of several units.
+# How far a row's norm may be from 1 and be used as it is: the published float16 files are
+# within ~5e-4, CLIP's un-normalised text features have norms of several units.
 UNIT_NORM_TOLERANCE = 1e-2
 
 
 def unit_rows(emb: torch.Tensor, source: Optional[str] = None, logger=None) -> torch.Tensor:
-    """``emb`` (K, D) with every row further than :data:`UNIT_NORM_TOLERANCE` from unit length
-    L2-normalised (with a warning naming ``source``); the other rows are used as they are, as
-    the published code uses its files' rows. Rows must be non-zero (``check_embeddings``)."""
+    """``emb`` (K, D) with the rows further than :data:`UNIT_NORM_TOLERANCE` from unit length
+    L2-normalised (with a warning); the others as they are, as the published code uses them."""
     norms = emb.norm(dim=1, keepdim=True)
     off = (norms - 1).abs().squeeze(1) > UNIT_NORM_TOLERANCE
     if not off.any():
@@ -99,15 +90,13 @@ def unit_rows(emb: torch.Tensor, source: Optional[str] = None, logger=None) -> t
 
 
 class Vocabulary:
-    """Class names, the seen (training) classes among them, and their text embeddings.
+    """Class names, the seen (training) classes among them, and their text embeddings (immutable).
 
     Args:
         names: the classes, in label order.
         seen: indices of the seen classes (the others are unseen); default all.
         embeddings: (K, D) class text embeddings, or None until computed by the text encoder.
         source: where the embeddings come from (a file name), for messages.
-
-    Immutable: a new vocabulary is a new object (``CascadeCLIP.set_vocabulary``).
     """
 
     def __init__(self, names: Sequence[str], seen: Optional[Sequence[int]] = None,
@@ -130,9 +119,7 @@ class Vocabulary:
     def from_split(cls, names: Optional[Sequence[str]], base_class: Optional[Sequence[int]],
                    novel_class: Optional[Sequence[int]],
                    both_class: Optional[Sequence[int]]) -> 'Vocabulary':
-        """The vocabulary of the published config keys: ``both_class`` = 0..n-1 split into
-        disjoint ``base_class`` (seen, default all) and ``novel_class`` (unseen); ``names``
-        (placeholders 'class i' when None)."""
+        """The vocabulary of the published config keys (names 'class i' when ``names`` is None)."""
         if both_class is None:
             if names is None:
                 raise ValueError('give both_class or class_names')
@@ -184,12 +171,8 @@ class Vocabulary:
         return out
 
     def label_map(self, transductive: bool) -> torch.Tensor:
-        """(256,) lookup table, dataset label -> training target.
-
-        Inductive with unseen classes: seen id -> its index among the seen classes, unseen id
-        -> 255 (ignored). Transductive: seen ids stay, unseen ids -> -1 (pseudo-labelled by the
-        head). Without unseen classes: identity. 255 and ids beyond the classes -> 255.
-        """
+        """(256,) lookup table, dataset label -> training target: inductive, the index among
+        the seen classes (unseen: 255, ignored); transductive, the id (unseen: -1)."""
         if len(self) > 255:
             raise ValueError(f'{len(self)} classes cannot train: training label maps are 8-bit '
                              f'with 255 ignored, so at most 255 classes')

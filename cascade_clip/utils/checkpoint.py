@@ -1,11 +1,7 @@
 """Safe reading of checkpoint files, and strict matching of a state dict against a model.
 
-Every checkpoint goes through :func:`safe_load`: ``torch.load(weights_only=True)`` with the few
-numpy types of :data:`ALLOWED_GLOBALS`, so nothing in a file runs (``.safetensors`` files hold
-no pickle: :func:`read_safetensors`). Importing this module makes it MMCV's loader for local
-paths, and refuses MMCV's remote schemes before anything is fetched: MMCV would unpickle a
-downloaded file without restriction.
-"""
+Importing this module makes :func:`safe_load` MMCV's loader for local paths and refuses MMCV's
+remote schemes before anything is fetched: MMCV would unpickle a download without restriction."""
 import json
 import os.path as osp
 import pickle
@@ -18,14 +14,9 @@ import torch.nn as nn
 from mmcv.runner.checkpoint import CheckpointLoader
 from mmcv.utils import print_log
 
-# Types that MMCV / MMSeg 0.x checkpoints legitimately carry in ``meta`` besides plain Python
-# values and tensors (which weights_only accepts by default):
-#  - numpy arrays: MMSeg's CustomDataset makes a random numpy PALETTE when a config gives
-#    ``classes`` without a palette, and train.py stores ``meta['PALETTE']`` as it is;
-#  - numpy scalars: seeds and counters from numpy (``np.random.randint``) in older MMSeg/MMCV.
-# Each needs the array rebuilder, the ndarray and dtype types and the scalar rebuilder; the
-# names are given for numpy >= 2 (``numpy._core``) and for files pickled with numpy 1.x
-# (``numpy.core``), which is how checkpoints published with MMSeg 0.x spell them.
+# What MMSeg 0.x checkpoints carry in ``meta`` besides plain values and tensors: numpy arrays
+# (a random PALETTE when a config gives ``classes`` alone) and numpy scalars (seeds); named as
+# numpy >= 2 and numpy 1.x (``numpy.core``, how published checkpoints spell them) pickle them.
 ALLOWED_GLOBALS: List = [
     np.ndarray,
     np.dtype,
@@ -75,9 +66,7 @@ def safe_load(path: str, map_location='cpu') -> object:
 
 
 def read_safetensors(path: str) -> Dict[str, torch.Tensor]:
-    """The tensors of the ``.safetensors`` file ``path`` (a JSON header and raw bytes: nothing
-    is unpickled). The ``safetensors`` package checks the header's offsets against the file's
-    size before reading.
+    """The tensors of the ``.safetensors`` file ``path`` (nothing is unpickled).
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
@@ -112,11 +101,10 @@ def load_from_local(filename: str, map_location=None) -> object:
     return safe_load(filename, map_location=map_location)
 
 
-# MMCV 1.x's remote schemes (mmcv/runner/checkpoint.py); any other one registered by the time
-# this module is imported is refused too (see the loop below)
+# MMCV 1.x's remote schemes; any other one registered at import is refused too (loop below)
 REMOTE_SCHEMES = ('http://', 'https://', 'torchvision://', 'modelzoo://', 'open-mmlab://',
                   'openmmlab://', 'mmcls://', 'pavi://', r'(\S+\:)?s3://')
-# name prefixes MMCV resolves through its bundled model lists -> (list file, name offset)
+# name prefixes MMCV resolves through its bundled model lists -> the list file
 _MODEL_LISTS = {'open-mmlab://': 'open_mmlab.json', 'openmmlab://': 'open_mmlab.json',
                 'mmcls://': 'mmcls.json', 'torchvision://': 'torchvision_0.12.json',
                 'modelzoo://': 'torchvision_0.12.json'}
@@ -187,11 +175,9 @@ def state_dict_of(checkpoint: object, path: str) -> Dict[str, torch.Tensor]:
 def load_state_dict_checked(model: nn.Module, state_dict: Mapping[str, torch.Tensor], path: str,
                             strict: bool = True, hint: str = '', logger=None,
                             model_name: str = 'the model') -> None:
-    """Load ``state_dict`` into ``model``, strictly: every key of the model with its shape,
-    nothing else. Keys the model lists in ``OPTIONAL_STATE_KEYS`` may be absent or of another
-    shape (the model keeps its own). Otherwise a CheckpointError lists the missing, unexpected
-    and mismatched keys (the first few and their count), with ``hint``; with ``strict=False``
-    the matching keys load and every other one is logged."""
+    """Load ``state_dict`` into ``model``: every key with its shape, nothing else (but the
+    model's ``OPTIONAL_STATE_KEYS``), else a CheckpointError listing the differences and
+    ``hint``; with ``strict=False`` the matching keys load and the others are logged."""
     own = model.state_dict()
     optional = set(getattr(model, 'OPTIONAL_STATE_KEYS', ()))
     state_dict = {k: v for k, v in state_dict.items()
@@ -201,7 +187,7 @@ def load_state_dict_checked(model: nn.Module, state_dict: Mapping[str, torch.Ten
     mismatched = [k for k in state_dict if k in own and state_dict[k].shape != own[k].shape]
     shapes = [f'{k}: checkpoint {tuple(state_dict[k].shape)}, model {tuple(own[k].shape)}'
               for k in mismatched]
-    if strict and (missing or unexpected or mismatched):  # the first few keys of each kind
+    if strict and (missing or unexpected or mismatched):
         raise CheckpointError(
             f'checkpoint {path} does not match {model_name}: ' + '; '.join(
                 _keys(title, keys, 5) for title, keys in (('missing keys', missing), (
@@ -209,7 +195,7 @@ def load_state_dict_checked(model: nn.Module, state_dict: Mapping[str, torch.Ten
             + (f'. {hint}' if hint else ''))
     loaded = {k: v for k, v in state_dict.items() if k in own and k not in mismatched}
     model.load_state_dict(loaded, strict=False)
-    if not strict:  # every key skipped
+    if not strict:
         print_log(f'loaded {len(loaded)} tensors from {path}; skipped '
                   f'{_keys("missing keys (kept at their initialisation)", missing)}; '
                   f'{_keys("unexpected keys (ignored)", unexpected)}; '

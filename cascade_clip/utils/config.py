@@ -1,13 +1,7 @@
-"""Config files in and out: read (naming a module of ``custom_imports`` that is missing),
-options parsed without losing characters, written as text that loads back with the same values.
-
-MMCV's ``Config.pretty_text`` writes a string value as ``'{value}'``: an apostrophe (a work dir
-``/x/bob's runs``) ends the literal (``YapfError ... unterminated string literal``, naming no
-key) and a backslash changes the value. :func:`config_text` gives MMCV's layout with every
-string a correct literal, or a ValueError naming the key of a value no config file can hold.
-MMCV's ``DictAction`` removes every space of an option's value (``data_root=/x/my data`` became
-``/x/mydata``); :class:`ConfigOptions` keeps them.
-"""
+"""Config files in and out: read (naming a missing ``custom_imports`` module), options parsed
+without losing characters, written as text that loads back with the same values."""
+# MMCV's pretty_text writes '{value}' (an apostrophe or backslash breaks it) and its DictAction
+# drops every space of an option's value.
 import ast
 import importlib
 import keyword
@@ -27,8 +21,7 @@ DUMP_HEADER = '# Resolved config of'  # first line of a file written by write_co
 
 
 def read_config(path: str) -> Config:
-    """``Config.fromfile(path)``; a module of ``custom_imports`` that cannot be imported is an
-    ImportError naming the config, the key and the module (MMCV's names neither)."""
+    """``Config.fromfile(path)``; an ImportError naming a ``custom_imports`` module that fails."""
     cfg = Config.fromfile(path, import_custom_modules=False)
     custom = cfg.get('custom_imports') or {}
     imports = custom.get('imports') or []
@@ -46,8 +39,8 @@ def read_config(path: str) -> Config:
 
 
 class _Literal(str):
-    """A string value MMCV's ``pretty_text`` writes correctly: it writes ``f"'{value}'"``, and
-    this type formats as the body of a single-quoted literal (escaped where needed)."""
+    """A string that formats as the body of a single-quoted literal (``pretty_text`` adds the
+    quotes)."""
 
     def __format__(self, spec: str) -> str:
         # with a '"' added, repr always quotes with ' (escaping any ' inside): drop both ends
@@ -64,9 +57,8 @@ class _NonFinite(float):
 
 
 def _plain(value: Any, key: str) -> Any:
-    """``value`` with strings as :class:`_Literal` and numbers as Python's own (a NumPy seed
-    would be written as ``np.int64(5)``); ValueError naming ``key`` for what no config file
-    can hold."""
+    """``value`` with strings as :class:`_Literal` and numbers as Python's own (not
+    ``np.int64(5)``); ValueError naming ``key`` for what no config file can hold."""
     if isinstance(value, dict):
         out = {}
         for k, v in value.items():
@@ -95,9 +87,8 @@ def _plain(value: Any, key: str) -> Any:
 
 
 def config_text(cfg: Config) -> str:
-    """The config as Python source in MMCV's layout (``pretty_text``), every value written so
-    that the text loads back with the same values; ValueError naming the key of a value that
-    cannot be written (checked before any work when called early)."""
+    """The config as Python source in MMCV's layout that loads back with the same values;
+    ValueError naming the key of a value that cannot be written."""
     for key in cfg:
         if not key.isidentifier() or keyword.iskeyword(key):
             raise ValueError(f'config key {key!r}: a top-level key of a config file must be a '
@@ -106,15 +97,13 @@ def config_text(cfg: Config) -> str:
 
 
 def config_values(cfg: Config) -> str:
-    """The config's values as one line (``repr`` of the dict: tuples and lists, 1 and 1.0
-    told apart), the same for a config loaded back from :func:`write_config`'s file; a fast
-    stand-in for :func:`config_text` in result keys (YAPF takes seconds on 847 class names)."""
+    """The config's values as one line, the same once loaded back from :func:`write_config`'s
+    file; a fast stand-in for :func:`config_text` (YAPF takes seconds on 847 class names)."""
     return repr(_plain(cfg._cfg_dict.to_dict(), ''))
 
 
 def write_config(cfg: Config, path: str, source: str) -> None:
-    """Write :func:`config_text` of ``cfg`` to ``path`` whole or not at all, under a first
-    line naming ``source`` (the config it was resolved from) that marks the file as a dump."""
+    """Write :func:`config_text` of ``cfg`` to ``path`` under a first line naming ``source``."""
     text = config_text(cfg)
     source = ' '.join(str(source).splitlines())  # a line break would end the comment
     with atomic_output(path) as tmp:
@@ -131,9 +120,8 @@ def is_config_dump(path: str) -> bool:
 
 
 def dump_path(config: str, work_dir: str) -> str:
-    """Where the resolved ``config`` goes in ``work_dir``: ``<name>``, or ``<stem>.resolved<ext>``
-    when ``<name>`` there is the config itself or another file that is not an earlier dump (the
-    user's files are never overwritten). FileExistsError when both names are the user's."""
+    """Where the resolved ``config`` goes in ``work_dir``: ``<name>`` or ``<stem>.resolved<ext>``,
+    whichever is free or an earlier dump; FileExistsError when both are the user's files."""
     stem, ext = osp.splitext(osp.basename(config))
     paths = [osp.join(work_dir, f'{stem}{ext}'), osp.join(work_dir, f'{stem}.resolved{ext}')]
     for path in paths:
@@ -148,10 +136,8 @@ _INSIDE_AN_ITEM = re.compile(r'[^\s,\[\]()]\s+[^\s,\[\]()]')  # a space MMCV's l
 
 
 def parse_option_value(text: str) -> Any:
-    """The value of one ``KEY=VALUE`` option by MMCV's ``DictAction`` rules (numbers, True /
-    False / None, ``a,b`` and ``[a,b]`` lists, ``(a,b)`` tuples), with the text of a single
-    value kept whole (spaces, inner quotes) and a quoted or bracketed Python literal taken
-    exactly; ValueError for a list whose items hold spaces (MMCV would drop them)."""
+    """The value of one ``KEY=VALUE`` option by MMCV's ``DictAction`` rules, a single value's
+    text kept whole and Python literals taken exactly; refuses list items with spaces."""
     if len(text) >= 2 and text[0] == text[-1] and text[0] in '\'"':
         try:
             value = ast.literal_eval(text)
@@ -176,8 +162,7 @@ def parse_option_value(text: str) -> Any:
 
 
 class ConfigOptions(DictAction):
-    """``--cfg-options KEY=VALUE ...`` into a dict, values by :func:`parse_option_value`;
-    a malformed option is a usage error naming it."""
+    """``--cfg-options KEY=VALUE ...`` into a dict, values by :func:`parse_option_value`."""
 
     def __call__(self, parser: ArgumentParser, namespace: Namespace, values: Sequence[str],
                  option_string: str = None) -> None:

@@ -16,9 +16,8 @@ T = TypeVar('T')
 
 def check_declared_size(path: str, what: str, declared: int, available: int,
                         at_most: bool = False) -> None:
-    """ValueError naming ``path`` when a header declares other data than the file holds (more
-    than it holds, with ``at_most``): checked before reading, so a forged size cannot make the
-    reader allocate it."""
+    """ValueError naming ``path`` when a header declares other data than the file holds (more,
+    with ``at_most``); called before reading, so a forged size is never allocated."""
     if declared > available or (declared != available and not at_most):
         raise ValueError(f'{path}: {what} declares {declared} bytes of data, but the file holds '
                          f'{"at most " if at_most else ""}{available}: the file is damaged, '
@@ -26,15 +25,8 @@ def check_declared_size(path: str, what: str, declared: int, available: int,
 
 
 def read_text(path: str, what: str) -> str:
-    """The text of the file ``path`` read as UTF-8 (a byte-order mark removed, line ends
-    ``\\r\\n`` and ``\\r`` read as ``\\n``); ``what`` names the file in messages, e.g.
-    'class file'.
-
-    Raises:
-        FileNotFoundError: no such file.
-        ValueError: the file is not UTF-8; the message gives the byte offset and line of the
-            first byte that is not, and how to convert the file.
-    """
+    """The UTF-8 text of ``path`` (no byte-order mark, ``\\n`` line ends); ``what`` names the
+    file in messages, e.g. 'class file'. ValueError (byte offset and line) when not UTF-8."""
     if not osp.isfile(path):
         raise FileNotFoundError(f'{what} not found: {path}')
     with open(path, 'rb') as f:
@@ -54,9 +46,8 @@ def read_text(path: str, what: str) -> str:
 
 
 def read_npy(path: str, want: str) -> np.ndarray:
-    """The numeric array of the .npy file ``path`` (never unpickled); ``want`` describes the
-    expected array for messages. The header's shape and type must account for the file's
-    size exactly before any data is read."""
+    """The numeric array of the .npy file ``path`` (never unpickled, size checked before reading);
+    ``want`` describes the expected array for messages."""
     if not osp.isfile(path):
         raise FileNotFoundError(f'{path} not found')
     with open(path, 'rb') as f:
@@ -84,9 +75,8 @@ def read_npy(path: str, want: str) -> np.ndarray:
 
 
 def read_named(path: str, reader: Callable[[str], T]) -> T:
-    """``reader(path)``; any error it raises becomes a ValueError naming ``path``, so that one
-    damaged, truncated or empty file among thousands is found by its name (a reader's own
-    message often names nothing: OpenCV's assertion, scipy's "could not read bytes")."""
+    """``reader(path)``; any error becomes a ValueError naming ``path`` (readers' own messages,
+    e.g. OpenCV's assertions, often name nothing)."""
     try:
         return reader(path)
     except Exception as e:
@@ -96,15 +86,12 @@ def read_named(path: str, reader: Callable[[str], T]) -> T:
 
 @contextlib.contextmanager
 def atomic_output(path: str, replace: bool = True) -> Iterator[str]:
-    """Write ``path`` whole or not at all: yields a temporary name in the same folder (same
-    extension, hidden) for the writer; moved to ``path`` when the block ends normally and
-    removed otherwise. A failed write raises OSError naming ``path`` (and the free space when
-    the disk is full).
+    """Write ``path`` whole or not at all: yields a hidden temporary name in the same folder,
+    renamed to ``path`` when the block ends normally, else removed; OSError naming ``path``.
 
     Args:
         path: the file to write.
-        replace: replace an existing ``path`` (atomically); False: never, the end of the block
-            raises FileExistsError naming ``path`` when it exists (a file of another process).
+        replace: replace an existing ``path`` atomically; False: FileExistsError if it exists.
     """
     path = str(path)
     folder, name = osp.split(osp.abspath(path))
@@ -134,10 +121,9 @@ def atomic_output(path: str, replace: bool = True) -> Iterator[str]:
 
 
 def _move_to_new_name(tmp: str, path: str) -> None:
-    """Give the complete file ``tmp`` the name ``path`` unless ``path`` exists (FileExistsError):
-    a hard link claims the name atomically."""
+    """Give the complete file ``tmp`` the name ``path`` unless ``path`` exists (FileExistsError)."""
     try:
-        os.link(tmp, path)
+        os.link(tmp, path)  # claims the name atomically
     except FileExistsError:
         raise
     except OSError:  # a file system without hard links: claim the name, then fill it
@@ -146,8 +132,7 @@ def _move_to_new_name(tmp: str, path: str) -> None:
 
 
 def write_image(img: np.ndarray, path: str) -> None:
-    """``mmcv.imwrite(img, path)`` whole or not at all (:func:`atomic_output`); the format
-    follows ``path``'s extension. OSError naming ``path`` when it cannot be written."""
+    """``mmcv.imwrite(img, path)`` whole or not at all (:func:`atomic_output`)."""
     with atomic_output(path) as tmp:
         if not mmcv.imwrite(img, tmp):
             raise OSError(f'the image could not be encoded as {osp.splitext(path)[1]}')

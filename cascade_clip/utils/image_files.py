@@ -26,15 +26,8 @@ def _hidden(name: str) -> bool:
 
 
 def find_images(source: str) -> Tuple[str, List[str]]:
-    """The images that ``source`` names, as (root folder, sorted names relative to it).
-
-    ``source`` is a file (taken whatever its extension; root its folder), a folder (the files
-    with an image extension in it and in its sub-folders, at any depth) or a glob pattern
-    (``*``, ``?``, ``[...]``; ``**`` spans sub-folders; the matches with an image extension;
-    root: the pattern's leading folders without wildcards). Hidden files and folders (names
-    starting with ``.``) are left out, as a glob's ``*`` leaves them; links to folders are not
-    followed. FileNotFoundError naming ``source`` when it yields no image.
-    """
+    """The images that ``source`` (a file, a folder searched at any depth, or a glob pattern)
+    names, as (root folder, sorted names relative to it); hidden files are left out."""
     source = str(source)
     if osp.isfile(source):
         return osp.dirname(source) or '.', [osp.basename(source)]
@@ -62,18 +55,14 @@ def find_images(source: str) -> Tuple[str, List[str]]:
 
 
 def _identities(path: str) -> set:
-    """The names under which writing ``path`` would change a file: the entry itself (its
-    folder resolved) and, when it is a link, the file it points to."""
+    """The names under which writing ``path`` would change a file (itself, a link's target)."""
     path = osp.abspath(path)
     return {osp.join(osp.realpath(osp.dirname(path)), osp.basename(path)), osp.realpath(path)}
 
 
 def check_outputs_spare_inputs(inputs: Sequence[str], outputs: Sequence[Tuple[str, str]]) -> None:
     """ValueError, before anything is written, when an output would replace one of the
-    ``inputs`` or another output.
-
-    Paths are compared resolved (links and ``..`` followed), so an output folder that is, holds
-    or overlaps an input folder is caught wherever an output name meets an input's.
+    ``inputs`` or another output (paths compared resolved).
 
     Args:
         inputs: the input files.
@@ -94,8 +83,7 @@ def check_outputs_spare_inputs(inputs: Sequence[str], outputs: Sequence[Tuple[st
 
 
 def check_label_map_name(path: str, option: str) -> None:
-    """ValueError naming ``option`` and ``path`` unless it ends in .png: a label map's class ids
-    survive only a lossless format (a JPEG changes ids at region borders)."""
+    """ValueError naming ``option`` and ``path`` unless it ends in .png (lossless: ids kept)."""
     ext = osp.splitext(str(path))[1]
     if ext.lower() != '.png':
         raise ValueError(f'{option} {path}: label maps are written only as PNG (lossless; a '
@@ -119,6 +107,5 @@ def write_image(path: str, img: np.ndarray) -> None:
 
 
 def write_label_map(path: str, labels: np.ndarray, num_classes: int) -> None:
-    """Write the (H, W) class indices ``labels`` to ``path`` (a .png, see
-    :func:`check_label_map_name`): 8-bit for up to 256 classes, 16-bit above."""
+    """Write the (H, W) class indices ``labels`` to ``path``: 8-bit up to 256 classes, else 16."""
     write_image(path, labels.astype(np.uint8 if num_classes <= 256 else np.uint16))

@@ -1,23 +1,13 @@
-"""Paths: names that must stay inside a folder, the user's paths, outputs apart from inputs.
-
-A name read from a user's or a downloaded file (a split entry, an image's relative file name)
-is joined to a folder the user chose. ``osp.join`` lets an absolute name replace the folder
-and ``..`` climb out of it, so such a name could read or overwrite files anywhere; these
-helpers refuse it. The check is on the name itself (lexical): symbolic links the user made
-inside their own folders are theirs and are followed as usual.
-
-A path the user gives is relative to the directory the command started in
-(:func:`user_path`); an output folder must not be, contain or be inside an input folder
-(:func:`check_outputs_apart`, on the resolved paths).
-"""
+"""Paths: names that must stay inside a folder, the user's paths, outputs apart from inputs."""
+# A name read from a file (a split entry) joined with osp.join could be absolute or climb out with
+# "..": refused. The check is lexical: the user's own symbolic links are followed as usual.
 import os.path as osp
 from typing import Dict, Iterable, Optional
 
 
 def escapes(name: str, folder: str = '') -> bool:
-    """True when ``osp.join(folder, name)`` would not be inside ``folder``: ``name`` is absolute
-    (or has a drive), or climbs out of ``folder`` with ``..`` once normalised (``a/../b`` stays
-    inside; with ``folder`` given, ``../f/x`` from ``f`` does too)."""
+    """True when ``osp.join(folder, name)`` would not be inside ``folder`` (absolute, a drive, or
+    out with ``..`` once normalised)."""
     name = str(name)
     if osp.isabs(name) or osp.splitdrive(name)[0]:
         return True
@@ -26,9 +16,8 @@ def escapes(name: str, folder: str = '') -> bool:
 
 
 def join_inside(folder: str, name: str, what: str = 'file') -> str:
-    """``osp.join(folder, name)``, or ValueError naming ``name`` when it would leave ``folder``.
-
-    ``what`` says what is written or read (e.g. 'overlay', 'result file') for the message."""
+    """``osp.join(folder, name)``, or ValueError naming ``name`` (a ``what``) when it would leave
+    ``folder``."""
     if escapes(name, folder):
         raise ValueError(f'{what} name {name!r} resolves outside the folder {folder} '
                          f'(absolute or with ".."): refused, nothing is written outside it')
@@ -36,23 +25,19 @@ def join_inside(folder: str, name: str, what: str = 'file') -> str:
 
 
 def check_names_inside(folder: str, names: Iterable[str], what: str = 'file') -> None:
-    """:func:`join_inside` for every name, before anything is written (ValueError on the first
-    that would leave ``folder``)."""
+    """:func:`join_inside` for every name, before anything is written."""
     for name in names:
         join_inside(folder, name, what)
 
 
 def user_path(path: str) -> str:
-    """The absolute form of a path the user gave: relative paths are relative to the directory
-    the command was started in (what a tool hands to a subprocess or writes into another
-    folder then means what the user meant, wherever it runs)."""
+    """The absolute form of a path the user gave (relative to where the command started)."""
     return osp.abspath(path)
 
 
 def check_outputs_apart(outputs: Dict[str, Optional[str]], inputs: Dict[str, Optional[str]]) -> None:
-    """ValueError when an output path (a folder written into, or a file) is, contains or is
-    inside an input folder, naming both: results written there would replace or mix with the
-    data they were made from. Links are resolved first; None entries are skipped.
+    """ValueError naming both when an output path is, contains or is inside an input folder
+    (links resolved; None skipped).
 
     Args:
         outputs: {what: path}, e.g. {'--show-dir': 'work/show'}.

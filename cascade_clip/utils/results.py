@@ -1,10 +1,5 @@
 """Evaluation results on disk (``eval_<time>_<pid>.json`` of tools/test.py): written under a
-name of their own, read back only when whole, reused only for the same inputs.
-
-A result is keyed by everything that determines it (:func:`result_key`): the checkpoint's
-content, the resolved config text, the list of images and the evaluation's settings. A tool
-that reuses results (tools/eval_suite.py) asks for the newest one of its key.
-"""
+name of their own, read back only when whole, reused only for the same inputs (``result_key``)."""
 import glob
 import hashlib
 import json
@@ -22,8 +17,7 @@ _HASHES: Dict[Tuple[str, int, int], str] = {}  # (real path, size, mtime) -> SHA
 
 
 def file_sha256(path: str) -> str:
-    """SHA-256 (hex) of the file's content, read in 1 MiB chunks; remembered for the same
-    (real path, size, modification time) within the process."""
+    """SHA-256 (hex) of the file's content, remembered per (real path, size, mtime)."""
     real = osp.realpath(path)
     st = os.stat(real)
     key = (real, st.st_size, st.st_mtime_ns)
@@ -56,16 +50,14 @@ def eval_json_path(work_dir: str) -> str:
 
 
 def write_eval_json(path: str, data: dict) -> None:
-    """Write ``data`` to ``path`` whole or not at all, never replacing a file there
-    (FileExistsError naming it)."""
+    """Write ``data`` to ``path`` whole or not at all, never replacing a file (FileExistsError)."""
     with atomic_output(path, replace=False) as tmp:
         with open(tmp, 'w', encoding='utf-8') as f:
             json.dump(data, f, indent=2)
 
 
 def read_eval_json(path: str, logger=None) -> Optional[dict]:
-    """The content of the eval json ``path``, or None (with a warning naming it) when it is
-    not a whole result: empty, cut short, not JSON, or without its ``metric`` dict."""
+    """The content of the eval json ``path``, or None (with a warning) when not a whole result."""
     try:
         with open(path, encoding='utf-8') as f:
             data = json.load(f)
@@ -79,8 +71,7 @@ def read_eval_json(path: str, logger=None) -> Optional[dict]:
 
 
 def newest_eval(folder: str, key: Optional[str] = None, logger=None) -> Optional[dict]:
-    """The newest whole ``eval_*.json`` of ``folder`` (of ``result_key`` ``key`` when given),
-    None when there is none; unreadable ones are skipped with a warning."""
+    """The newest whole ``eval_*.json`` of ``folder`` (of ``result_key`` ``key``), or None."""
     for path in sorted(glob.glob(osp.join(folder, 'eval_*.json')), reverse=True):
         data = read_eval_json(path, logger)
         if data is not None and (key is None or data.get('result_key') == key):

@@ -1,11 +1,5 @@
-"""Strict constructor arguments: an unknown config key is an error that suggests the right one.
-
-MMCV builds modules from config dicts, so a misspelt key (``self_trainning=True``) would be
-swallowed by a ``**kwargs`` or reported as a bare ``unexpected keyword argument``. The
-:func:`strict_kwargs` class decorator checks the keyword arguments against every name the
-constructor accepts (following ``**kwargs`` into the base classes' constructors) before
-anything is built.
-"""
+"""Strict constructor arguments: an unknown config key is an error that suggests the right one
+(a misspelt key would otherwise vanish into a ``**kwargs``)."""
 import difflib
 import functools
 import inspect
@@ -13,8 +7,7 @@ from typing import Iterable, List, Set
 
 
 def accepted_arguments(cls: type) -> Set[str]:
-    """Names ``cls(...)`` accepts: its ``__init__``'s parameters and, while a constructor
-    forwards ``**kwargs``, those of the next constructor up the MRO."""
+    """Names ``cls(...)`` accepts, following ``**kwargs`` up the MRO."""
     names: Set[str] = set()
     for klass in cls.__mro__:
         init = klass.__dict__.get('__init__')
@@ -30,8 +23,7 @@ def accepted_arguments(cls: type) -> Set[str]:
 
 
 def unknown_argument_message(unknown: List[str], valid: Iterable[str], what: str = 'argument') -> str:
-    """"unknown argument 'x' (did you mean 'y'?)" for each unknown name (``what``: the word
-    for a name, e.g. 'key' for config sections)."""
+    """"unknown argument 'x' (did you mean 'y'?)" for each unknown name (``what``: 'argument')."""
     valid = sorted(valid)
     parts = []
     for name in unknown:
@@ -41,19 +33,16 @@ def unknown_argument_message(unknown: List[str], valid: Iterable[str], what: str
     return '; '.join(parts)
 
 
-# Keys the published config files carry that mean nothing to a class here, with the values
-# they may take. A class lists those it accepts in ``PUBLISHED_KEYS``; they are checked and
-# dropped before its constructor runs.
+# Keys of the published configs that mean nothing here -> the values they may take; a class lists
+# those it accepts and drops in ``PUBLISHED_KEYS``.
 PUBLISHED_KEY_VALUES = {
-    # MMSeg's ResNet argument (where a bottleneck's stride-2 convolution sits), copied into the
-    # published configs' ViT and text-encoder dicts; it has no meaning for a transformer
+    # MMSeg's ResNet argument, copied into the published ViT and text-encoder dicts
     'style': ('pytorch', 'caffe'),
 }
 
 
 def drop_published_keys(cls: type, kwargs: dict) -> dict:
-    """``kwargs`` without the ``PUBLISHED_KEYS`` of ``cls``; ValueError for a value the
-    published code would not accept either."""
+    """``kwargs`` without the ``PUBLISHED_KEYS`` of ``cls``, their values checked."""
     keys = getattr(cls, 'PUBLISHED_KEYS', ())
     out = dict(kwargs)
     for key in keys:
@@ -68,8 +57,7 @@ def drop_published_keys(cls: type, kwargs: dict) -> dict:
 
 def strict_kwargs(cls: type) -> type:
     """Class decorator: ``cls(**kwargs)`` raises TypeError for any keyword no constructor in its
-    chain accepts, naming it and the closest valid one. Keys the class lists in
-    ``PUBLISHED_KEYS`` (see :data:`PUBLISHED_KEY_VALUES`) are accepted and dropped."""
+    chain accepts, naming the closest valid one; ``PUBLISHED_KEYS`` are dropped."""
     init = cls.__init__
     valid = accepted_arguments(cls)
 

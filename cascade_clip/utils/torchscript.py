@@ -1,14 +1,7 @@
 """The weights of a TorchScript archive (``torch.jit.save``, e.g. OpenAI's ``ViT-B-16.pt``),
-read without running anything from the file.
-
-TorchScript's loader compiles and runs the archive's code (a module's ``__setstate__`` can call
-``torch.from_file`` and write any file); the weights need none of it. The archive is a zip whose
-``<root>/data.pkl`` pickles the module tree (objects of classes defined in the archive, their
-tensors persistent references to raw storages under ``<root>/data/``), and whose printed sources
-under ``<root>/code/`` declare each class's parameters and buffers, read here as text. The
-unpickler builds only tensors, ordered dicts, plain lists and inert stand-ins; any other global
-is refused before anything is built. Declared sizes are checked before anything is read.
-"""
+read without running anything from the file: ``<root>/data.pkl`` is unpickled into tensors and
+inert stand-ins only, the classes' parameters and buffers are read from ``<root>/code/`` as text."""
+# TorchScript's own loader runs the archive's code (a ``__setstate__`` can write any file).
 import ast
 import io
 import os
@@ -26,9 +19,8 @@ from .files import check_declared_size
 
 ZIP_MAGIC = (b'PK\x03\x04', b'PK\x05\x06')  # a zip's first entry, or an empty zip
 MAX_PICKLE_BYTES = 256 << 20  # data.pkl and code files are small (ViT-L/14: < 1 MiB)
-# torch.jit.save stores entries uncompressed; fp16/fp32 weights deflate by ~1.1x. An entry
-# (or the archive) inflating by more is built to exhaust memory. Entries up to the slack
-# (code, small pickles) may compress better.
+# torch.jit.save stores entries uncompressed and weights deflate by ~1.1x: an entry (or archive)
+# inflating by more is built to exhaust memory; small ones (code, pickles) may within the slack
 MAX_INFLATION = 16
 INFLATION_SLACK = 1 << 20
 MAX_DEPTH = 64  # module nesting (OpenAI CLIP: 6)
@@ -46,8 +38,7 @@ _NAME_RE = re.compile(r'[A-Za-z_][A-Za-z0-9_]*$')
 
 
 class ArchiveObject:
-    """Inert stand-in for an object of a class defined inside the archive (``__torch__.*``):
-    it records the state the pickle gives it and has no other behaviour."""
+    """Inert stand-in for an object of a class of the archive (``__torch__.*``): only its state."""
     __slots__ = ('state', )
     archive_type = ''
 
@@ -221,14 +212,8 @@ class _ClassInfo:
 
 
 def check_entry_sizes(zf: zipfile.ZipFile, path: str, root: str) -> None:
-    """Refuse, before any entry is read, an archive whose entries declare implausible sizes:
-    more compressed bytes than the file holds, a stored entry whose size differs from its
-    stored bytes, an entry or a total inflating by more than :data:`MAX_INFLATION`, or an entry
-    outside ``<root>/data/`` (pickles, code) larger than :data:`MAX_PICKLE_BYTES`.
-
-    Raises:
-        CheckpointError: naming ``path`` and the entry.
-    """
+    """Refuse (CheckpointError), before any entry is read, entries declaring implausible sizes
+    (beyond the file, :data:`MAX_INFLATION` or, outside ``data/``, :data:`MAX_PICKLE_BYTES`)."""
     archive = os.path.getsize(path)
     total = 0
     try:
@@ -259,8 +244,7 @@ def check_entry_sizes(zf: zipfile.ZipFile, path: str, root: str) -> None:
 
 
 def _class_infos(zf: zipfile.ZipFile, root: str, module: str, path: str) -> Dict[str, _ClassInfo]:
-    """The classes printed in ``code/<module as path>.py``: base, parameters, buffers, whether
-    they define ``__setstate__``. The source is scanned as text, never compiled."""
+    """The classes in ``code/<module as path>.py`` (scanned as text, never compiled)."""
     name = f'{root}/code/' + module.replace('.', '/') + '.py'
     try:
         text = zf.read(name).decode('utf-8')
@@ -290,13 +274,11 @@ def _class_infos(zf: zipfile.ZipFile, root: str, module: str, path: str) -> Dict
 
 
 def read_torchscript_state_dict(path: str) -> 'OrderedDict[str, torch.Tensor]':
-    """The state dict of the TorchScript archive ``path`` (as TorchScript's loader would give
-    it), read without compiling or running anything from the file.
+    """The state dict of the TorchScript archive ``path``, as TorchScript's loader gives it.
 
     Raises:
-        CheckpointError: the file is not a readable TorchScript archive, or its pickle asks
-            for a type other than tensors and the archive's own module classes (the message
-            names the file and the type).
+        CheckpointError: not a readable TorchScript archive, or its pickle asks for a type
+            other than tensors and the archive's own module classes.
     """
     try:
         zf = zipfile.ZipFile(path)

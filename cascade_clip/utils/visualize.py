@@ -14,25 +14,18 @@ def default_palette(n: int, seed: int = 42) -> np.ndarray:
     return palette.astype(np.uint8)
 
 
-def draw_segmentation(img: np.ndarray,
-                      seg: np.ndarray,
-                      class_names: Sequence[str],
-                      palette: Optional[Sequence[Sequence[int]]] = None,
-                      opacity: float = 0.5,
-                      legend: bool = True,
-                      min_size: int = 256) -> np.ndarray:
-    """A label map blended over an image, with a legend of the classes present.
+def draw_segmentation(img: np.ndarray, seg: np.ndarray, class_names: Sequence[str],
+                      palette: Optional[Sequence[Sequence[int]]] = None, opacity: float = 0.5,
+                      legend: bool = True, min_size: int = 256) -> np.ndarray:
+    """(s·H, s·W + legend width) uint8 BGR: a label map blended over an image, with a legend of
+    the classes present by decreasing area.
 
     Args:
         img: (H, W, 3) uint8 BGR image; seg: (H, W) class indices (others stay uncoloured).
         class_names: the classes; palette: (K, 3) RGB colours (random if None).
         opacity: weight of the colours, in (0, 1].
-        min_size: images whose longer side is shorter are enlarged nearest-neighbour by the
-            smallest integer factor that reaches it (0: never), to stay readable by the legend.
-
-    Returns:
-        (s·H, s·W + legend width) uint8 BGR image, the legend listing the classes present by
-        decreasing area.
+        min_size: a shorter image is enlarged nearest-neighbour by the smallest integer factor
+            s that reaches it (0: never).
     """
     if not 0 < opacity <= 1:
         raise ValueError(f'opacity must be in (0, 1], got {opacity}')

@@ -19,8 +19,7 @@ def same_names(a: Sequence[str], b: Sequence[str]) -> bool:
 
 
 def class_ids(classes: Sequence[str], names: Sequence[str]) -> List[int]:
-    """The ids (positions in ``classes``) of ``names``, compared up to case and white space;
-    ValueError naming every name that is not a class."""
+    """The positions in ``classes`` of ``names`` (up to case and space); refuses unknown names."""
     index = {normalise_name(c): i for i, c in enumerate(classes)}
     missing = [n for n in names if normalise_name(n) not in index]
     if missing:
@@ -31,14 +30,8 @@ def class_ids(classes: Sequence[str], names: Sequence[str]) -> List[int]:
 
 
 def parse_class_list(text: Optional[str]) -> List[str]:
-    """Class names from comma- and/or line-separated text, read as CSV: a name holding a comma
-    is quoted (``"ice cream, vanilla",dog`` gives 2 names). Names are stripped; blank lines are
-    skipped.
-
-    Raises ValueError for an unclosed quote or text after a closing quote (``"a, b" ,c``), an
-    empty list, or an empty field (``,,`` or a trailing comma), naming its position among the
-    names.
-    """
+    """Stripped class names from comma- and/or line-separated text, read as CSV (``"a, b",c``:
+    2 names); refuses bad quoting, an empty list or an empty name."""
     rows = []
     try:
         for row in csv.reader(io.StringIO(text or ''), skipinitialspace=True, strict=True):
@@ -59,9 +52,8 @@ def parse_class_list(text: Optional[str]) -> List[str]:
 
 
 def read_class_file(path: str) -> List[str]:
-    """The class names in the text file ``path``, read by :func:`parse_class_list` (one name
-    per line, or comma-separated); FileNotFoundError or ValueError naming the file."""
-    text = read_text(path, 'class file')  # UTF-8, a byte-order mark removed
+    """The class names in the text file ``path`` (:func:`parse_class_list`), errors naming it."""
+    text = read_text(path, 'class file')
     try:
         return parse_class_list(text)
     except ValueError as e:

@@ -1,8 +1,4 @@
-"""CLIP transformer blocks with CLIP's parameter names, computed with fused attention.
-
-Tensors are batch-first here, (B, L, C); CLIP's sequence-first layout only affects the
-order of operations, not the parameters, so checkpoints are unaffected.
-"""
+"""CLIP transformer blocks with CLIP's parameter names, batch-first (B, L, C), fused attention."""
 from collections import OrderedDict
 from typing import Optional, Sequence
 
@@ -29,18 +25,13 @@ class QuickGELU(nn.Module):
 
 
 class ResidualAttentionBlock(nn.Module):
-    """``x + DropPath(attn(ln_1(x)))``, then ``x + DropPath(mlp(ln_2(x)))``.
-
-    ``attn`` is an ``nn.MultiheadAttention`` only for its parameter names
-    (``in_proj_weight``, ``in_proj_bias``, ``out_proj.*``); the forward packs q/k/v with one
-    matmul and calls ``F.scaled_dot_product_attention``.
-    """
+    """``x + DropPath(attn(ln_1(x)))``, then ``x + DropPath(mlp(ln_2(x)))``."""
 
     def __init__(self, d_model: int, n_head: int, drop_path: float = 0., causal: bool = False):
         super().__init__()
         if d_model % n_head:
             raise ValueError(f'width {d_model} is not divisible by heads {n_head}')
-        self.attn = nn.MultiheadAttention(d_model, n_head)
+        self.attn = nn.MultiheadAttention(d_model, n_head)  # for its parameter names only
         self.ln_1 = LayerNorm(d_model)
         self.mlp = nn.Sequential(
             OrderedDict([('c_fc', nn.Linear(d_model, d_model * 4)), ('gelu', QuickGELU()),
@@ -68,11 +59,7 @@ class ResidualAttentionBlock(nn.Module):
 class Transformer(nn.Module):
     """``resblocks``: CLIP blocks with stochastic depth rising linearly 0 -> drop_path_rate."""
 
-    def __init__(self,
-                 width: int,
-                 layers: int,
-                 heads: int,
-                 drop_path_rate: float = 0.,
+    def __init__(self, width: int, layers: int, heads: int, drop_path_rate: float = 0.,
                  causal: bool = False):
         super().__init__()
         self.width = width
@@ -92,12 +79,8 @@ def l2_normalize(x: torch.Tensor, dim: int) -> torch.Tensor:
 
 def check_covers(model: nn.Module, state_dict: dict, path: Optional[str], tower: str,
                  new_prefixes: Sequence[str] = ()) -> None:
-    """Raise ValueError unless ``state_dict`` (a CLIP tower) gives every parameter of ``model``
-    but those starting with ``new_prefixes`` (parameters CLIP does not have), and nothing else.
-
-    Missing and surplus transformer blocks are named by index, so a 12-block file for a
-    16-block config is reported as such instead of leaving random blocks.
-    """
+    """Raise ValueError (naming blocks by index) unless ``state_dict`` (a CLIP tower) gives every
+    parameter of ``model`` but those starting with ``new_prefixes``, and nothing else."""
     own = model.state_dict()
     missing = [k for k in own if k not in state_dict and not k.startswith(tuple(new_prefixes))]
     surplus = [k for k in state_dict if k not in own]

@@ -16,27 +16,19 @@ from .clip_layers import LayerNorm, Transformer, check_covers, check_width
 @BACKBONES.register_module()
 @strict_kwargs
 class CLIPTextEncoder(BaseModule):
-    """CLIP text encoder, with OpenAI CLIP's parameter names.
+    """CLIP text encoder, with OpenAI CLIP's parameter names; ``style`` is accepted and unused.
 
-    ``forward(text)``: token ids (N, L <= context_length), each row ending with the
-    end-of-text token (the largest id) -> (N, embed_dim) text features (not normalised).
-
-    ``style`` (a key of the published configs) is accepted and unused: MMSeg's ResNet
-    argument, copied into the published text-encoder configs, with no meaning here.
+    ``forward(text)``: token ids (N, L <= context_length), each row ending with the end-of-text
+    token (the largest id) -> (N, embed_dim) text features (not normalised).
     """
 
     # accepted and dropped (cascade_clip.utils.strict.PUBLISHED_KEY_VALUES gives the reason)
     PUBLISHED_KEYS = ('style', )
 
-    def __init__(self,
-                 context_length: int = 77,
-                 vocab_size: int = 49408,
-                 transformer_width: int = 512,
-                 transformer_heads: int = 8,
-                 transformer_layers: int = 12,
-                 embed_dim: int = 512,
-                 pretrained: Optional[str] = None,
-                 init_cfg=None):
+    def __init__(self, context_length: int = 77, vocab_size: int = 49408,
+                 transformer_width: int = 512, transformer_heads: int = 8,
+                 transformer_layers: int = 12, embed_dim: int = 512,
+                 pretrained: Optional[str] = None, init_cfg=None):
         super().__init__(init_cfg=init_cfg)
         self.pretrained = pretrained
         self.context_length = context_length
@@ -73,8 +65,7 @@ class CLIPTextEncoder(BaseModule):
             self.load_clip(load_clip_state_dict(pretrained), pretrained)
 
     def load_clip(self, clip_state_dict: dict, pretrained: str) -> None:
-        """Load the text tower of a CLIP state dict (OpenAI's layout) read from ``pretrained``;
-        it must give every parameter of the encoder."""
+        """Load the text tower of a CLIP state dict (OpenAI's layout) read from ``pretrained``."""
         state_dict = convert_clip_text(clip_state_dict, self.context_length)
         if 'token_embedding.weight' not in state_dict:
             raise ValueError(f'{pretrained} has no text-encoder keys ("token_embedding.weight", '
@@ -89,11 +80,8 @@ class CLIPTextEncoder(BaseModule):
     @classmethod
     def from_clip(cls, path: str, heads: Optional[int] = None,
                   context_length: Optional[int] = None) -> 'CLIPTextEncoder':
-        """A text encoder sized from a CLIP file and loaded from it, in eval mode.
-
-        Width, layers, embedding size and context length come from the tensors; the number of
-        heads follows CLIP's rule width // 64 unless given.
-        """
+        """A text encoder sized from a CLIP file and loaded from it, in eval mode (``heads``:
+        CLIP's width // 64 unless given)."""
         sd = load_clip_state_dict(path)
         if 'token_embedding.weight' not in sd:
             raise ValueError(f'{path} has no text tower ("token_embedding.weight")')
@@ -108,8 +96,7 @@ class CLIPTextEncoder(BaseModule):
 
     def forward(self, text: torch.Tensor) -> torch.Tensor:
         eot = text.argmax(dim=-1)
-        # Causal attention: the end-of-text output depends on earlier tokens only, so the
-        # padding after the longest text is never computed (77 -> ~10 tokens for class names).
+        # causal attention: the padding after the longest text never reaches an end-of-text output
         length = int(eot.max()) + 1
         text = text[:, :length]
         x = self.token_embedding(text) + self.positional_embedding[:length].to(

@@ -18,38 +18,25 @@ from .features import VisualFeatures
 @BACKBONES.register_module()
 @strict_kwargs
 class CLIPVisionTransformer(BaseModule):
-    """CLIP ViT without prompts.
+    """CLIP ViT without prompts; ``forward`` gives :class:`VisualFeatures` with the raw
+    (B, width, h, w) ``levels`` and, with ``get_embeddings``, the L2-normalised embeddings.
 
     Args:
-        input_resolution: side of the position-embedding grid in pixels (grid = this /
-            patch_size); inputs of other sizes get the grid resized bilinearly.
+        input_resolution: side in pixels of the position-embedding grid (resized for others).
         patch_size, width, layers, heads, output_dim: CLIP's ViT sizes.
         drop_path_rate: stochastic depth of the last block (rising linearly from 0).
         out_indices: blocks whose outputs are returned.
         get_embeddings: also compute the projected dense and global embeddings.
         pretrained: a CLIP file (see :func:`cascade_clip.clip.load_clip_state_dict`).
-        with_cp: in training, each block under non-reentrant ``torch.utils.checkpoint`` with
-            the random state preserved (MMSeg's convention): only the blocks' inputs are kept.
+        with_cp: in training, each block under non-reentrant activation checkpointing.
         style: (published configs) MMSeg's ResNet argument, accepted and unused.
-
-    Returns (``forward``): :class:`VisualFeatures`, ``levels`` the raw (B, width, h, w) outputs
-    of the ``out_indices`` blocks, and with ``get_embeddings`` ``dense`` (B, output_dim, h, w)
-    and ``global_emb`` (B, output_dim), L2-normalised.
     """
 
-    def __init__(self,
-                 input_resolution: int = 224,
-                 patch_size: int = 32,
-                 width: int = 768,
-                 layers: int = 12,
-                 heads: int = 12,
-                 output_dim: int = 512,
-                 drop_path_rate: float = 0.0,
-                 out_indices: Sequence[int] = (3, 5, 7, 11),
-                 pretrained: Optional[str] = None,
-                 get_embeddings: bool = False,
-                 with_cp: bool = False,
-                 init_cfg=None):
+    def __init__(self, input_resolution: int = 224, patch_size: int = 32, width: int = 768,
+                 layers: int = 12, heads: int = 12, output_dim: int = 512,
+                 drop_path_rate: float = 0.0, out_indices: Sequence[int] = (3, 5, 7, 11),
+                 pretrained: Optional[str] = None, get_embeddings: bool = False,
+                 with_cp: bool = False, init_cfg=None):
         super().__init__(init_cfg=init_cfg)
         if input_resolution % patch_size:
             raise ValueError(f'input_resolution {input_resolution} is not a multiple of '
@@ -81,7 +68,6 @@ class CLIPVisionTransformer(BaseModule):
     # accepted and dropped (cascade_clip.utils.strict.PUBLISHED_KEY_VALUES gives the reason)
     PUBLISHED_KEYS = ('style', )
 
-    # ------------------------------------------------------------------ loading
     # parameters that CLIP files do not have (the prompted subclass adds some)
     NEW_PARAMETERS: Tuple[str, ...] = ()
 
@@ -110,7 +96,6 @@ class CLIPVisionTransformer(BaseModule):
                   f'at their initialisation: {", ".join(self.NEW_PARAMETERS) or "none"})',
                   logger=get_root_logger())
 
-    # ------------------------------------------------------------------ forward
     def pos_embed(self, h: int, w: int) -> torch.Tensor:
         """(1, 1 + h*w, C): class slot pos[0] + class_embedding, spatial grid resized to (h, w)."""
         pos = self.positional_embedding

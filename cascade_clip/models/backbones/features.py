@@ -8,13 +8,9 @@ class VisualFeatures(NamedTuple):
     """Outputs of a CLIP image encoder.
 
     Attributes:
-        levels: one (B, C, h, w) map per entry of the encoder's ``out_indices``, in that order
-            (projected to the joint space and L2-normalised over C by the prompted encoder;
-            the raw block outputs in the plain ``CLIPVisionTransformer``).
-        dense: (B, D, h, w) the last layer's dense embedding in the joint space, L2-normalised
-            over D (None without ``get_embeddings``).
-        global_emb: (B, D) the class token's embedding, L2-normalised (None without
-            ``get_embeddings``).
+        levels: one (B, C, h, w) map per entry of the encoder's ``out_indices``.
+        dense: (B, D, h, w) the last layer's L2-normalised dense embedding, or None.
+        global_emb: (B, D) the class token's L2-normalised embedding, or None.
     """
     levels: Tuple[torch.Tensor, ...]
     dense: Optional[torch.Tensor] = None

@@ -15,43 +15,25 @@ from .features import VisualFeatures
 @BACKBONES.register_module()
 @strict_kwargs
 class VPTCLIPVisionTransformer(CLIPVisionTransformer):
-    """CLIP ViT with visual prompt tuning (deep visual prompts, multi-level outputs), the Cascade-CLIP image encoder.
+    """The Cascade-CLIP image encoder: CLIP ViT with deep visual prompts; ``forward`` gives
+    :class:`VisualFeatures` whose ``levels`` are L2-normalised (B, output_dim, h, w) maps.
 
     Extra args:
-        num_tokens: prompt tokens inserted after the class token; 0 = no prompts (no prompt
-            parameters: the plain CLIP ViT, the cascade on a frozen CLIP).
+        num_tokens: prompt tokens inserted after the class token; 0: the plain CLIP ViT.
         prompt_dim: width of the prompts (must equal ``width``).
-        total_d_layer: blocks 1..total_d_layer get fresh (deep) prompts; 0 = shallow
-            prompts inserted once and kept through all blocks.
-        with_cp: activation checkpointing of the blocks in training (see
-            ``CLIPVisionTransformer``).
-
-    Returns (``forward``): :class:`VisualFeatures`: ``levels`` one L2-normalised
-    (B, output_dim, h, w) map per entry of ``out_indices`` (``ln_layers[k]`` then
-    ``proj_layers[k]``), ``dense`` the last layer's dense embedding and ``global_emb`` the
-    (B, output_dim) global embedding.
+        total_d_layer: blocks 1..total_d_layer get fresh (deep) prompts; 0: shallow prompts.
     """
 
     # not in CLIP files: initialised here (see __init__)
     NEW_PARAMETERS = ('prompt_embeddings', 'deep_prompt_embeddings', 'prompt_proj.', 'prompt_norm.',
                       'ln_layers.', 'proj_layers')
 
-    def __init__(self,
-                 input_resolution: int = 512,
-                 patch_size: int = 16,
-                 width: int = 768,
-                 layers: int = 12,
-                 heads: int = 12,
-                 output_dim: int = 512,
-                 drop_path_rate: float = 0.1,
-                 out_indices: Sequence[int] = (5, 6, 7, 8, 9, 10),
-                 get_embeddings: bool = True,
-                 num_tokens: int = 50,
-                 prompt_dim: int = 768,
-                 total_d_layer: int = 11,
-                 pretrained: Optional[str] = None,
-                 with_cp: bool = False,
-                 init_cfg=None):
+    def __init__(self, input_resolution: int = 512, patch_size: int = 16, width: int = 768,
+                 layers: int = 12, heads: int = 12, output_dim: int = 512,
+                 drop_path_rate: float = 0.1, out_indices: Sequence[int] = (5, 6, 7, 8, 9, 10),
+                 get_embeddings: bool = True, num_tokens: int = 50, prompt_dim: int = 768,
+                 total_d_layer: int = 11, pretrained: Optional[str] = None,
+                 with_cp: bool = False, init_cfg=None):
         if not get_embeddings:
             raise ValueError('VPTCLIPVisionTransformer needs get_embeddings=True (the cascade '
                              'head uses the projected maps and the global embedding)')
@@ -63,19 +45,11 @@ class VPTCLIPVisionTransformer(CLIPVisionTransformer):
         if isinstance(num_tokens, bool) or not isinstance(num_tokens, int) or num_tokens < 0:
             raise ValueError(f'num_tokens must be a whole number >= 0 (0: no prompts), got '
                              f'{num_tokens!r}')
-        super().__init__(
-            input_resolution=input_resolution,
-            patch_size=patch_size,
-            width=width,
-            layers=layers,
-            heads=heads,
-            output_dim=output_dim,
-            drop_path_rate=drop_path_rate,
-            out_indices=out_indices,
-            pretrained=pretrained,
-            get_embeddings=True,
-            with_cp=with_cp,
-            init_cfg=init_cfg)
+        super().__init__(input_resolution=input_resolution, patch_size=patch_size, width=width,
+                         layers=layers, heads=heads, output_dim=output_dim,
+                         drop_path_rate=drop_path_rate, out_indices=out_indices,
+                         pretrained=pretrained, get_embeddings=True, with_cp=with_cp,
+                         init_cfg=init_cfg)
         self.num_tokens = num_tokens
         self.prompt_dim = prompt_dim
         self.total_d_layer = total_d_layer
@@ -85,8 +59,7 @@ class VPTCLIPVisionTransformer(CLIPVisionTransformer):
         self.proj_layers = nn.Parameter(scale * torch.randn(len(self.out_indices), width, output_dim))
 
         if num_tokens == 0:
-            # no prompts: the cascade on a frozen CLIP; the tokens are the plain CLIP ViT's
-            # (no prompt parameters, and no extra LayerNorm before the projections)
+            # the plain CLIP ViT's tokens: no prompt parameters, no extra LayerNorm
             self.prompt_norm = nn.Identity()
         else:
             val = math.sqrt(6. / float(3 * patch_size * patch_size + prompt_dim))

@@ -1,11 +1,7 @@
-"""Decoder layers of the cascade, with the published parameter names.
+"""Decoder layers of the cascade, with every tensor of the published checkpoints.
 
-Each layer keeps every tensor a ``torch.nn.TransformerDecoderLayer`` has (``self_attn``,
-``norm1``, ... ) so that published checkpoints load, but computes only what is used:
-cross-attention with separate q/k/v/proj, then the post-norm FFN. The last layer of a
-decoder only produces its attention logits (the mask); the rest of it is never computed
-and its parameters are frozen.
-"""
+Only what is used is computed: cross-attention, then the post-norm FFN; a decoder's last layer
+only yields its attention logits (the mask), the rest of it is frozen."""
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -27,11 +23,8 @@ class MaskCrossAttention(nn.Module):
         self.attn_drop = attn_drop
 
     def mask_logits(self, query: torch.Tensor, memory: torch.Tensor) -> torch.Tensor:
-        """Head-averaged pre-softmax logits, (B, K, C) x (B, N, C) -> (B, K, N).
-
-        The mean over heads of the per-head dot products q_h·k_hᵀ is (q·kᵀ)/heads, so it is
-        computed as one full-width matmul.
-        """
+        """Head-averaged pre-softmax logits, (B, K, C) x (B, N, C) -> (B, K, N)."""
+        # the mean over heads of q_h·k_hᵀ is (q·kᵀ)/heads: one full-width matmul
         q, k = self.q(query), self.k(memory)
         return torch.bmm(q, k.transpose(1, 2)) * (self.scale / self.num_heads)
 
@@ -75,11 +68,9 @@ class CascadeDecoderLayer(nn.Module):
         """Names of parameters this layer never uses (all of the layer after the logits if last)."""
         names = [n for n, _ in self.named_parameters() if n.startswith(('self_attn.', 'norm1.'))]
         if last:
-            names += [
-                n for n, _ in self.named_parameters()
-                if n.startswith(('multihead_attn.v.', 'multihead_attn.proj.', 'linear1.',
-                                 'linear2.', 'norm2.', 'norm3.'))
-            ]
+            names += [n for n, _ in self.named_parameters()
+                      if n.startswith(('multihead_attn.v.', 'multihead_attn.proj.', 'linear1.',
+                                       'linear2.', 'norm2.', 'norm3.'))]
         return names
 
 
@@ -91,8 +82,8 @@ class CascadeDecoder(nn.Module):
         super().__init__()
         if num_layers < 1:
             raise ValueError(f'num_layers must be >= 1, got {num_layers}')
-        self.layers = nn.ModuleList(
-            CascadeDecoderLayer(d_model, nhead, dim_feedforward, dropout) for _ in range(num_layers))
+        self.layers = nn.ModuleList(CascadeDecoderLayer(d_model, nhead, dim_feedforward, dropout)
+                                    for _ in range(num_layers))
         for i, layer in enumerate(self.layers):
             params = dict(layer.named_parameters())
             for name in layer.unused_parameter_names(last=i == num_layers - 1):

@@ -1,7 +1,6 @@
-"""``ATMSingleHeadSeg``: the Cascade-CLIP decoder bank and text-query classifier (paper §3.3-3.4).
+"""``ATMSingleHeadSeg``: the cascade decoder bank and text-query classifier (paper §3.3-3.4).
 
-Parameter names follow the published ``ATMSingleHeadSeg`` so its checkpoints load.
-"""
+Parameter names follow the published ``ATMSingleHeadSeg`` so its checkpoints load."""
 from typing import Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import torch
@@ -20,17 +19,13 @@ PUBLISHED_STAGES = ((0, 1, 2), (3, 4, 5), (-1, ))
 
 
 def gaussian_weights(n: int, sigma: float = 1.0) -> torch.Tensor:
-    """Neighbourhood Gaussian Aggregation init exp(-0.5·((n-1-k)/σ)²), k = 0..n-1: (n, ).
-
-    n=3, σ=1 gives [e^-2, e^-0.5, 1]: the deepest map of a stage weighs most.
-    """
+    """Neighbourhood Gaussian Aggregation init (n, ): exp(-0.5·((n-1-k)/σ)²), k = 0..n-1."""
     d = torch.arange(n - 1, -1, -1, dtype=torch.float32) / sigma
     return torch.exp(-0.5 * d**2)
 
 
-# How a stage's maps are combined: mode -> (name prefix of its per-stage weights, their initial
-# values (n, sigma) -> (n, )), or (None, None) for an unweighted sum. Each mode names its
-# parameters its own way, so a checkpoint trained with one mode fails strict loading in another.
+# mode -> (name prefix of the per-stage weights, their init (n, sigma) -> (n, )); (None, None):
+# a plain sum. Distinct names make a checkpoint of one mode fail strict loading in another.
 AGGREGATIONS: Dict[str, Tuple[Optional[str], Optional[Callable[[int, float], torch.Tensor]]]] = {
     'gaussian': ('weights_s', gaussian_weights),  # published
     'learned': ('learned_weights_s', lambda n, sigma: torch.full((n, ), 1.0 / n)),
@@ -43,9 +38,8 @@ class HeadInputs(NamedTuple):
 
     Attributes:
         features: the image encoder's :class:`VisualFeatures`.
-        text: (K, D) text embeddings of the K classes in play (the queries' source).
-        seen: indices (into the K classes) of the seen classes: calibrated at inference in the
-            inductive setting, excluded from the pseudo-labels in the transductive one.
+        text: (K, D) text embeddings of the K classes in play.
+        seen: indices of the seen classes among the K (calibrated; never pseudo-labels).
     """
     features: VisualFeatures
     text: torch.Tensor
@@ -57,16 +51,12 @@ class HeadInputs(NamedTuple):
 class ATMSingleHeadSeg(BaseDecodeHead):
     """Cascade of transformer decoders whose class queries come from text embeddings.
 
-    The classes of each call (their text embeddings and which are seen) come with its
-    :class:`HeadInputs`, from the segmentor's vocabulary.
-
     Args:
         img_size: side of the square mask logits of ``forward`` (published: 512).
         in_channels: channels of the backbone maps (CLIP's output_dim), equal to embed_dims.
         embed_dims, num_layers, num_heads, dim_feedforward, dropout: each decoder's.
-        cascade_stages: per decoder, the backbone maps it reads: indices into the encoder's
-            ``levels``, -1 for the last layer's dense map. ((-1, ), ) is a ZegCLIP-style single
-            decoder.
+        cascade_stages: per decoder, the encoder ``levels`` it reads (-1: the last layer's
+            dense map); ((-1, ), ) is a ZegCLIP-style single decoder.
         aggregation: how a stage's maps are combined, a key of :data:`AGGREGATIONS`.
         aggregation_sigma: σ of the 'gaussian' initial weights.
         calibration: subtracted from the seen classes' scores at inference (inductive).
@@ -76,25 +66,15 @@ class ATMSingleHeadSeg(BaseDecodeHead):
             accepted and unused (the segmentor checks seen_idx / all_idx against its split).
     """
 
-    def __init__(self,
-                 img_size: int,
-                 in_channels: int,
-                 embed_dims: int = 512,
-                 num_layers: int = 3,
-                 num_heads: int = 8,
+    def __init__(self, img_size: int, in_channels: int, embed_dims: int = 512,
+                 num_layers: int = 3, num_heads: int = 8,
                  cascade_stages: Sequence[Sequence[int]] = PUBLISHED_STAGES,
-                 aggregation: str = 'gaussian',
-                 aggregation_sigma: float = 1.0,
-                 dim_feedforward: Optional[int] = None,
-                 dropout: float = 0.1,
-                 calibration: float = 0.1,
-                 self_training: bool = False,
-                 seen_idx: Optional[Sequence[int]] = None,
-                 all_idx: Optional[Sequence[int]] = None,
-                 use_stages: Optional[int] = None,
-                 use_proj: bool = False,
-                 crop_train: bool = False,
-                 **kwargs):
+                 aggregation: str = 'gaussian', aggregation_sigma: float = 1.0,
+                 dim_feedforward: Optional[int] = None, dropout: float = 0.1,
+                 calibration: float = 0.1, self_training: bool = False,
+                 seen_idx: Optional[Sequence[int]] = None, all_idx: Optional[Sequence[int]] = None,
+                 use_stages: Optional[int] = None, use_proj: bool = False,
+                 crop_train: bool = False, **kwargs):
         kwargs.setdefault('channels', embed_dims)
         # BaseDecodeHead's default init_cfg is for its conv_seg, which this head deletes
         kwargs.setdefault('init_cfg', None)
@@ -151,7 +131,6 @@ class ATMSingleHeadSeg(BaseDecodeHead):
             elif isinstance(m, nn.LayerNorm):
                 constant_init(m, val=1.0, bias=0.0)
 
-    # ------------------------------------------------------------------ forward
     def forward(self, inputs: HeadInputs, upsample: bool = True) -> torch.Tensor:
         """Mask logits of the K classes of ``inputs.text``: (B, K, img_size, img_size), or the
         decoders' (B, K, h, w) with ``upsample=False``."""
@@ -201,7 +180,6 @@ class ATMSingleHeadSeg(BaseDecodeHead):
             masks = masks.clone()
         return self.semantic_inference(masks, [i - k0 for i in seen if k0 <= i < k1], inplace=True)
 
-    # ------------------------------------------------------------------ training
     def pseudo_label(self, pred_masks: torch.Tensor, gt: torch.Tensor,
                      seen: Sequence[int]) -> torch.Tensor:
         """``gt`` (B, 1, H, W) with its -1 pixels set to the arg-max over the unseen classes of

@@ -15,13 +15,11 @@ def _chunk_sums(logits: torch.Tensor, label: torch.Tensor, k0: int, alpha: float
                 gamma: float) -> Tuple[torch.Tensor, torch.Tensor]:
     """Focal and dice sums of the masks of classes k0..k0+c-1 (the published one-hot formulas).
 
-    A one-hot target is 1 at one class per labelled pixel: the focal term is summed as if every
-    target were 0, then corrected at the positives, and the dice sums Σpt gathered there.
-
     Args:
         logits: (B, c, h, w) mask logits (fp32 or fp64), upsampled bilinearly to the label's size.
         label: (B, H, W) class ids; -1 for ignored pixels (a target of 0 for every class).
     """
+    # one positive per labelled pixel: focal summed as if every target were 0, then corrected
     x = logits
     if x.shape[-2:] != label.shape[-2:]:
         x = F.interpolate(x, size=label.shape[-2:], mode='bilinear', align_corners=False)
@@ -45,10 +43,8 @@ def _chunk_sums(logits: torch.Tensor, label: torch.Tensor, k0: int, alpha: float
 def focal_dice_sums(logits: torch.Tensor, label: torch.Tensor, alpha: float = 0.25,
                     gamma: float = 2.0, ignore_index: int = 255,
                     class_chunk: int = 16) -> Tuple[torch.Tensor, torch.Tensor, int]:
-    """Unnormalised sigmoid focal and dice losses of mask logits, and their number of masks.
-
-    Classes go ``class_chunk`` at a time through ``torch.utils.checkpoint``: the backward pass
-    recomputes a chunk's full-resolution tensors instead of keeping them.
+    """Unnormalised sigmoid focal and dice losses of mask logits, and their number of masks
+    (``class_chunk`` classes at a time, recomputed in the backward pass).
 
     Args:
         logits: (B, K, h, w) mask logits, upsampled bilinearly to the label's size.
@@ -91,23 +87,16 @@ class SegLossPlus(SumLoss):
 
     Args:
         num_classes: number of seen classes (sizes the published checkpoint buffer only).
-        dec_layers: key of the published configs, accepted and unused (only the final masks
-            are supervised).
+        dec_layers: key of the published configs, accepted and unused (final masks only).
         mask_weight, dice_weight, loss_weight: ``loss_mask = focal·mask_weight·loss_weight``,
             ``loss_dice = dice·dice_weight·loss_weight``.
         focal_alpha, focal_gamma: α and γ of the focal loss.
         class_chunk: classes whose full-resolution tensors exist at a time.
     """
 
-    def __init__(self,
-                 num_classes: int,
-                 dec_layers: int = 3,
-                 mask_weight: float = 100.0,
-                 dice_weight: float = 1.0,
-                 loss_weight: float = 1.0,
-                 focal_alpha: float = 0.25,
-                 focal_gamma: float = 2.0,
-                 class_chunk: int = 16):
+    def __init__(self, num_classes: int, dec_layers: int = 3, mask_weight: float = 100.0,
+                 dice_weight: float = 1.0, loss_weight: float = 1.0, focal_alpha: float = 0.25,
+                 focal_gamma: float = 2.0, class_chunk: int = 16):
         super().__init__()
         self.mask_weight = mask_weight * loss_weight
         self.dice_weight = dice_weight * loss_weight

@@ -1,4 +1,4 @@
-"""``CascadeCLIP``: the zero-shot segmentor (paper §3; inductive and transductive settings, §4)."""
+"""``CascadeCLIP``: the zero-shot segmentor (paper §3; inductive and transductive, §4)."""
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import mmcv
@@ -44,52 +44,35 @@ TEXT_ENCODER = 'the text encoder'  # Vocabulary.source of embeddings computed by
 class CascadeCLIP(EncoderDecoder):
     """Zero-shot segmentor: CLIP image encoder + cascade head queried by class text embeddings.
 
-    The classes are one :class:`Vocabulary` (names, seen classes, text embeddings), changed
-    only by :meth:`set_vocabulary`; the training label map, the calibration, ``num_classes``
-    and ``CLASSES`` / ``PALETTE`` derive from it.
+    The classes are one :class:`Vocabulary`, changed only by :meth:`set_vocabulary`.
 
     Args (besides EncoderDecoder's):
-        text_encoder: config of the (frozen) text encoder.
-        pretrained: CLIP file of the image encoder (and of the text encoder unless
-            ``pretrained_text`` is given).
+        text_encoder: config of the frozen text encoder.
+        pretrained: CLIP file of both encoders (of the text one unless ``pretrained_text``).
         class_names: names of all classes (the tools fill them in from the dataset).
         base_class, novel_class, both_class: seen, unseen and all class ids.
         multi_prompts: 15-template text embeddings instead of "a photo of a {name}".
         self_training: transductive setting (pseudo-labels on unseen pixels, no calibration).
         ft_backbone: fine-tune the whole image encoder.
-        exclude_key: substring(s) of the image-encoder parameter names trained when
-            ``ft_backbone`` is False (published: 'prompt').
+        exclude_key: substring(s) of the image-encoder parameters trained otherwise ('prompt').
         load_text_embedding: .npy file of (num_classes, D) text embeddings.
-        amp_dtype: None (fp32), 'bf16' (CPU and CUDA) or 'fp16' (CUDA): autocast of the image
-            encoder and the head; LayerNorms, the loss and the score maps stay in fp32.
+        amp_dtype: None (fp32), 'bf16' or 'fp16' (CUDA only): autocast of the image encoder
+            and the head; LayerNorms, the loss and the score maps stay in fp32.
         tau: key of the published configs, accepted and unused.
     """
 
     OPTIONAL_STATE_KEYS = OPTIONAL_STATE_KEYS
 
-    def __init__(self,
-                 backbone: dict,
-                 decode_head: dict,
-                 text_encoder: dict,
-                 pretrained: Optional[str] = None,
-                 pretrained_text: Optional[str] = None,
-                 class_names: Optional[Sequence[str]] = None,
-                 context_length: int = 77,
+    def __init__(self, backbone: dict, decode_head: dict, text_encoder: dict,
+                 pretrained: Optional[str] = None, pretrained_text: Optional[str] = None,
+                 class_names: Optional[Sequence[str]] = None, context_length: int = 77,
                  base_class: Optional[Sequence[int]] = None,
                  novel_class: Optional[Sequence[int]] = None,
-                 both_class: Optional[Sequence[int]] = None,
-                 tau: float = 0.07,
-                 multi_prompts: bool = False,
-                 self_training: bool = False,
-                 ft_backbone: bool = False,
-                 exclude_key: Union[str, Sequence[str], None] = None,
-                 load_text_embedding: Optional[str] = None,
-                 amp_dtype: Optional[str] = None,
-                 neck=None,
-                 auxiliary_head=None,
-                 train_cfg=None,
-                 test_cfg=None,
-                 init_cfg=None):
+                 both_class: Optional[Sequence[int]] = None, tau: float = 0.07,
+                 multi_prompts: bool = False, self_training: bool = False,
+                 ft_backbone: bool = False, exclude_key: Union[str, Sequence[str], None] = None,
+                 load_text_embedding: Optional[str] = None, amp_dtype: Optional[str] = None,
+                 neck=None, auxiliary_head=None, train_cfg=None, test_cfg=None, init_cfg=None):
         vocabulary = Vocabulary.from_split(class_names, base_class, novel_class, both_class)
         seen = list(vocabulary.seen)
         decode_head = dict(decode_head, self_training=self_training)
@@ -107,14 +90,9 @@ class CascadeCLIP(EncoderDecoder):
         backbone = dict(backbone)
         if pretrained is not None:
             backbone['pretrained'] = pretrained
-        super().__init__(
-            backbone=backbone,
-            decode_head=decode_head,
-            neck=neck,
-            auxiliary_head=auxiliary_head,
-            train_cfg=train_cfg,
-            test_cfg=test_cfg,
-            init_cfg=init_cfg)
+        super().__init__(backbone=backbone, decode_head=decode_head, neck=neck,
+                         auxiliary_head=auxiliary_head, train_cfg=train_cfg, test_cfg=test_cfg,
+                         init_cfg=init_cfg)
         text_encoder = dict(text_encoder)
         if pretrained_text or pretrained:
             text_encoder['pretrained'] = pretrained_text or pretrained
@@ -127,8 +105,7 @@ class CascadeCLIP(EncoderDecoder):
         self.test_cfg = check_test_cfg(self.test_cfg)
         self._check_cascade_layout()
         self._freeze(ft_backbone, exclude_key)
-        # without class names (a config built outside the tools) the names are placeholders
-        # and the embeddings must come from a file
+        # without class names (a config built outside the tools) the embeddings come from a file
         self._named = class_names is not None
         if load_text_embedding:
             vocabulary = vocabulary.with_embeddings(
@@ -141,8 +118,7 @@ class CascadeCLIP(EncoderDecoder):
         self.register_load_state_dict_post_hook(lambda module, keys: module.reset_text_embeddings())
 
     def _init_decode_head(self, decode_head: dict) -> None:
-        # EncoderDecoder copies num_classes/out_channels from the head; here they derive from
-        # the vocabulary (properties below)
+        # EncoderDecoder copies num_classes/out_channels from the head; here they are properties
         self.decode_head = builder.build_head(decode_head)
         self.align_corners = self.decode_head.align_corners
 
@@ -152,7 +128,6 @@ class CascadeCLIP(EncoderDecoder):
             self.vocabulary = self.vocabulary.to(fn)
         return self
 
-    # ------------------------------------------------------------------ the vocabulary
     @property
     def num_classes(self) -> int:
         """Classes scored at test time: the whole vocabulary."""
@@ -193,8 +168,7 @@ class CascadeCLIP(EncoderDecoder):
 
     @CLASSES.setter
     def CLASSES(self, names) -> None:  # noqa: N802
-        # MMSeg's tools assign the dataset's (or a checkpoint's) classes; they must be this
-        # model's vocabulary, which only set_vocabulary changes
+        # MMSeg's tools assign the dataset's or a checkpoint's classes: they must be the vocabulary
         if names is None or same_names(names, self.vocabulary.names):
             return
         raise ValueError(f'CLASSES {list(names)[:8]}... ({len(names)}) differ from the model\'s '
@@ -214,17 +188,12 @@ class CascadeCLIP(EncoderDecoder):
 
     def set_vocabulary(self, names: Sequence[str], seen: Optional[Sequence[int]] = None,
                        embeddings: Optional[torch.Tensor] = None) -> Vocabulary:
-        """Segment ``names`` from now on; the one way to change the classes.
+        """Segment ``names`` from now on (the one way to change the classes); the new vocabulary.
 
         Args:
             names: the classes, in label order.
-            seen: indices of the classes treated as seen (trained on: the inductive
-                calibration lowers their scores); default all, i.e. no relative shift.
-            embeddings: (K, D) text embeddings of ``names``; computed with the model's text
-                encoder (and its ``multi_prompts`` templates) when not given.
-
-        Returns:
-            the new, validated vocabulary (with its embeddings).
+            seen: indices of the seen classes (calibrated down); default all (no relative shift).
+            embeddings: (K, D) text embeddings of ``names``; default: by the text encoder.
         """
         vocabulary = Vocabulary(names, seen)
         if embeddings is None:
@@ -249,9 +218,8 @@ class CascadeCLIP(EncoderDecoder):
         return unit_rows(check_embeddings(arr, names, self.decode_head.embed_dims, path), path)
 
     def encode_names(self, names: Sequence[str], progress=None) -> torch.Tensor:
-        """(K, D) float32 text embeddings of ``names``, rows L2-normalised, by the model's text
-        encoder with its templates (``multi_prompts``); nothing is stored. ``progress(f)`` is
-        called after each batch of prompts with the fraction f in (0, 1] done."""
+        """(K, D) float32 unit-row text embeddings of ``names`` by the text encoder (not stored);
+        ``progress(f)`` gets the fraction f in (0, 1] done after each batch of prompts."""
         templates = MULTI_TEMPLATES if self.multi_prompts else (SINGLE_TEMPLATE, )
         total = len(templates) * len(names)
         emb = compute_text_embeddings(self.text_encoder, names, templates, self.context_length,
@@ -280,7 +248,6 @@ class CascadeCLIP(EncoderDecoder):
             self.vocabulary = self.vocabulary.with_embeddings(emb.to(device), TEXT_ENCODER)
         return self.vocabulary.embeddings
 
-    # ------------------------------------------------------------------ construction helpers
     def _check_cascade_layout(self) -> None:
         out_indices = getattr(self.backbone, 'out_indices', None)
         if out_indices is None:
@@ -310,8 +277,7 @@ class CascadeCLIP(EncoderDecoder):
                    'fp16': torch.float16, 'float16': torch.float16}
 
     def set_precision(self, amp_dtype: Optional[str]) -> None:
-        """Autocast precision of the forward passes: None / 'fp32', 'bf16' or 'fp16' (the
-        ``amp_dtype`` config key; measuring tools switch it here)."""
+        """Set the autocast precision (``amp_dtype``): None / 'fp32', 'bf16' or 'fp16'."""
         if amp_dtype not in self._AMP_DTYPES:
             raise ValueError(f'amp_dtype must be one of None, "fp32", "bf16", "fp16"; got {amp_dtype!r}')
         self.amp_dtype = amp_dtype
@@ -325,7 +291,6 @@ class CascadeCLIP(EncoderDecoder):
         return torch.autocast(device_type=device_type, dtype=dtype or torch.bfloat16,
                               enabled=dtype is not None)
 
-    # ------------------------------------------------------------------ training
     def remap_labels(self, gt: torch.Tensor) -> torch.Tensor:
         """Dataset ids (B, 1, H, W) -> training targets (inductive: index among the seen
         classes, unseen -> 255; transductive: unseen -> -1)."""
@@ -342,8 +307,7 @@ class CascadeCLIP(EncoderDecoder):
         return text, vocab.seen
 
     def forward_train(self, img, img_metas, gt_semantic_seg) -> Dict[str, Union[LossSum, torch.Tensor]]:
-        """Loss terms (:class:`LossSum`) and metrics of a batch, img (B, 3, H, W) and
-        gt_semantic_seg (B, 1, H, W) dataset ids."""
+        """Loss terms (:class:`LossSum`) and metrics; gt_semantic_seg (B, 1, H, W) dataset ids."""
         text, seen = self._train_text()
         gt = self.remap_labels(gt_semantic_seg)
         with self.autocast(img.device.type):
@@ -358,25 +322,19 @@ class CascadeCLIP(EncoderDecoder):
                                              else v for k, v in losses.items()})
 
     def train_step(self, data_batch: dict, optimizer, **kwargs) -> dict:
-        """MMSeg's, plus ``loss_sums``: the loss terms as sums and counts, which
-        ``AtomicIterBasedRunner`` averages over every micro-batch and process of a step
-        (``loss`` averages each over this batch alone, as MMSeg's own loops expect)."""
+        """MMSeg's, plus ``loss_sums``: the terms as sums and counts, which
+        ``AtomicIterBasedRunner`` averages over the micro-batches and processes of a step."""
         losses = self(**data_batch)
         loss, log_vars = self._parse_losses(losses)
         return dict(loss=loss, log_vars=log_vars, num_samples=len(data_batch['img_metas']),
                     loss_sums={k: v for k, v in losses.items() if isinstance(v, LossSum)})
 
-    # ------------------------------------------------------------------ inference
     def decode_logits(self, img: torch.Tensor) -> torch.Tensor:
-        """The decoders' logits (B, K, h, w) of ``img`` (B, 3, H, W), before any resize.
-
-        A side that is not a multiple of the patch size is zero-padded (bottom / right; zero
-        is the mean colour after normalisation).
-        """
+        """The decoders' logits (B, K, h, w) of ``img`` (B, 3, H, W), before any resize."""
         text = self.class_embeddings()
         H, W = img.shape[2:]
         patch = getattr(self.backbone, 'patch_size', 1)
-        if H % patch or W % patch:
+        if H % patch or W % patch:  # zero-pad bottom / right: zero is the normalised mean
             img = F.pad(img, (0, -W % patch, 0, -H % patch))
         with self.autocast(img.device.type):
             inputs = HeadInputs(self.extract_feat(img), text, self.vocabulary.seen)

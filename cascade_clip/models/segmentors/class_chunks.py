@@ -1,11 +1,7 @@
 """Test-time scores and labels from the decoders' logits, a chunk of classes at a time.
 
-Every step after the decoders (the head's upsampling, sigmoid and calibration, the resize of
-a window, the sliding-window average, the resize to the original size, the flip) acts on each
-class channel alone. So the scores of classes [k0, k1) come from the decoders' low-resolution
-(B, K, h, w) logits by the same operations on a narrower tensor, and memory grows with the
-image, not with classes x pixels: a (B, K, H, W) tensor is made only when asked for.
-"""
+Every step after the decoders acts on each class channel alone, so memory grows with the image,
+not with classes x pixels: a (B, K, H, W) tensor is made only when asked for."""
 from typing import Callable, List, Optional, Sequence, Tuple
 
 import torch
@@ -18,15 +14,12 @@ class ClassScores:
     """Calibrated class scores of one test input at the output size, for any class range.
 
     Args:
-        pieces: the decoder calls of the input, as (logits (n·B, K, h, w), windows): the
-            window of each group of B rows (whole mode: one window covering the input).
+        pieces: the decoder calls, as (logits (n·B, K, h, w), the window of each B rows).
         batch_size: B, the images of the input.
         input_hw: (H, W) of the network input (the sliding-window canvas).
-        window_scores: (logits, k0, k1, (h, w)) -> calibrated scores (n·B, k1 - k0, h, w) of
-            classes [k0, k1) at a window's size.
+        window_scores: (logits, k0, k1, (h, w)) -> calibrated scores (n·B, k1 - k0, h, w).
         average: divide by the number of windows covering each pixel (slide mode).
-        rescale: ((img_h, img_w), (ori_h, ori_w)): crop the canvas to the resized image, then
-            resize it to the original size (bilinear); None keeps the canvas.
+        rescale: ((img_h, img_w), (ori_h, ori_w)): crop, then resize to the original size.
         flip: 'horizontal' or 'vertical' to undo a test-time flip, or None.
     """
 
@@ -82,12 +75,10 @@ def _ranges(num_classes: int, chunk: int) -> List[Tuple[int, int]]:
 
 def running_argmax(chunks: Callable[[int, int], torch.Tensor], num_classes: int,
                    chunk: int) -> Tuple[torch.Tensor, torch.Tensor]:
-    """The arg-max (B, H, W) int64 over all classes of the values ``chunks(k0, k1)``
-    (B, k1 - k0, H, W), and the maximum (B, H, W), the lowest class winning a tie.
-
-    Compared one class plane at a time: an arg-max over dim 1 of a (B, k, H, W) tensor is a
-    strided reduction, several times slower on the CPU than these element-wise passes.
-    """
+    """The arg-max (B, H, W) int64 over all classes of ``chunks(k0, k1)`` (B, k1 - k0, H, W)
+    and the maximum (B, H, W), the lowest class winning a tie."""
+    # one class plane at a time: an arg-max over dim 1 is a strided reduction, several times
+    # slower on the CPU
     best_val = best_idx = None
     for k0, k1 in _ranges(num_classes, chunk):
         values = chunks(k0, k1)
@@ -115,8 +106,7 @@ def all_scores(scores: ClassScores, chunk: int) -> torch.Tensor:
 
 def averaged_softmax_labels(sources: List[ClassScores], chunk: int) -> torch.Tensor:
     """Arg-max (B, H, W) of the softmax over classes averaged over augmentations (MMSeg's
-    ``aug_test``): per augmentation, the maximum and the sum of exp(score - max) over the
-    classes (two chunked passes), then the averaged probabilities' running arg-max."""
+    ``aug_test``), in chunked passes."""
     K = sources[0].num_classes
     stats = []
     for src in sources:

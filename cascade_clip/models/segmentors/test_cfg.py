@@ -6,8 +6,7 @@ from mmcv.utils import ConfigDict
 
 from ...utils.strict import unknown_argument_message
 
-# Every key the segmentor's inference reads, with what it means. Listed by hand: test_cfg is a
-# plain dict read with attribute access, there is no signature to derive it from.
+# Every key the inference reads, with what it means (by hand: test_cfg has no signature)
 TEST_CFG_KEYS = {
     'mode': "'whole' (one pass over the resized image) or 'slide' (sliding crops)",
     'crop_size': '(h, w) of the sliding crops (slide)',
@@ -34,14 +33,8 @@ def _pair(test_cfg: dict, key: str, where: str) -> tuple:
 
 
 def check_test_cfg(test_cfg: Optional[dict], where: str = 'test_cfg') -> ConfigDict:
-    """Return ``test_cfg`` as a ConfigDict, or ValueError naming the key and value.
-
-    Refused: keys the inference does not read (with the closest valid one), a ``mode`` other
-    than 'whole' / 'slide', slide ``crop_size`` / ``stride`` that are not pairs of positive
-    ints, a stride larger than the crop in either direction (the windows would leave gaps of
-    unscored pixels), ``crop_batch`` or ``class_chunk`` that are not positive ints. An empty
-    ``test_cfg`` is allowed (a model built only to train); inference then needs ``mode``.
-    """
+    """``test_cfg`` as a ConfigDict, or ValueError naming the key and value (an empty one is
+    allowed: a model built only to train)."""
     test_cfg = dict(test_cfg or {})
     unknown = [k for k in test_cfg if k not in TEST_CFG_KEYS]
     if unknown:
