@@ -81,7 +81,7 @@ def vpt_forward(img, sd, *, patch, grid, layers, heads, out_indices, num_tokens,
 def clip_vit_forward(img, sd, *, patch, grid, layers, heads, out_indices):
     """CLIPVisionTransformer (no prompts, get_embeddings=True)."""
     x, h, w = embed(img, sd, patch, grid)
-    B, n = x.shape[0], h * w
+    B = x.shape[0]
     x = x.permute(1, 0, 2)
     feats = []
     for i in range(layers):

@@ -5,7 +5,7 @@ unknown key is an error that suggests the right one."""
 import difflib
 import importlib.util
 import inspect
-from typing import Any, Iterable, Iterator, List, Optional, Sequence, Set, Tuple
+from typing import Any, Iterable, Iterator, List, Optional, Set, Tuple
 
 from mmcv.runner import HOOKS, RUNNERS
 from mmcv.utils import Registry

@@ -1,10 +1,7 @@
 """Errors that name the user's key and value, found before any work; init_model accepts an
 mmcv.Config as well as a path."""
 import copy
-import os
 import os.path as osp
-import subprocess
-import sys
 
 import pytest
 import torch

@@ -2,7 +2,6 @@
 file, key or class; no code from a checkpoint runs."""
 import os
 import os.path as osp
-import subprocess
 import sys
 
 import mmcv

@@ -4,8 +4,6 @@ loaders, tools/train.py), with a message saying how to download the file."""
 import http.server
 import os
 import os.path as osp
-import subprocess
-import sys
 import threading
 import urllib.request
 

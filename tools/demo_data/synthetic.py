@@ -15,7 +15,7 @@ Everything here is deterministic in ``seed``. Used by the offline demo (tools/de
 import json
 import os
 import os.path as osp
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Tuple
 
 import mmcv
 import numpy as np

@@ -8,7 +8,7 @@ from mmcv.utils import ConfigDict
 
 from cascade_clip.clip import MULTI_TEMPLATES, tokenize
 from cascade_clip.utils import safe_load
-from tests.tiny import BASE, NAMES, NOVEL, build, tiny_model_cfg, train_loss
+from tests.tiny import NAMES, NOVEL, build, tiny_model_cfg, train_loss
 
 
 def meta(h=64, w=64, flip=False):

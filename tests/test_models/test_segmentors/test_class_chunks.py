@@ -46,7 +46,6 @@ def test_labels_and_scores_equal_the_reference(model, mode, chunk):
         mt = [meta(75, 131, flip, ori=(50, 90), img=(70, 125), direction=direction)]
         with torch.no_grad():
             ref = R.predict_scores(model, img, mt)
-            ref_labels = R.simple_test(model, img, mt)
             labels, top = model.predict_labels(img, mt)
             scores = model.predict_scores(img, mt)
             out = model(img=[img], img_metas=[mt], return_loss=False)  # MMSeg's test entry
