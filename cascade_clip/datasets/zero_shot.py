@@ -119,7 +119,7 @@ class ZeroShotDataset(CustomDataset):
         kwargs.setdefault('reduce_zero_label', self.REDUCE_ZERO_LABEL)
         data_root = kwargs.get('data_root')
         if data_root is not None and not osp.isdir(data_root):
-            raise FileNotFoundError(f'data root not found: {data_root} (see README, "Datasets")')
+            raise FileNotFoundError(f'data root not found: {data_root} (see docs/dataset_prepare.md)')
         split = kwargs.get('split')
         if split is not None:
             split_path = split if data_root is None or osp.isabs(split) else osp.join(data_root, split)

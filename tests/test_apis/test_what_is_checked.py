@@ -1,5 +1,5 @@
-"""Every case of "What is checked" (README): refused before any work, with a message naming the
-file, key or class; no code from a checkpoint runs."""
+"""The cases of docs/reliability.md (what is checked): refused before any work, with a message
+naming the file, key or class; no code from a checkpoint runs."""
 import os
 import os.path as osp
 import sys

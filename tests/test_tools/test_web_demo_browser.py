@@ -2,7 +2,7 @@
 tools/install_chromium.sh) driven by Selenium against the app started on a free local port.
 
 Set CASCADE_CLIP_WEB_SCREENSHOT=path.png to keep the screenshot of the page with a result
-(the README's docs/web_demo.png comes from there).
+(docs/web_demo.png comes from there).
 """
 import json
 import os
