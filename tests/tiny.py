@@ -57,18 +57,20 @@ def train_loss(model, img, img_metas, gt):
     return model.train_step(dict(img=img, img_metas=img_metas, gt_semantic_seg=gt), None)['loss']
 
 
-def write_tiny_files(d, embedding_file=None):
-    """A tiny config of the real structure (64 px test pipeline) and its checkpoint."""
+def write_tiny_files(d, embedding_file=None, test_cfg=None, img_scale=(64, 64)):
+    """A tiny config of the real structure (test pipeline resizing to ``img_scale``) and its
+    checkpoint, in folder ``d``: (config path, checkpoint path)."""
     import torch
     from mmcv.runner import save_checkpoint
     torch.manual_seed(0)
-    model_cfg = tiny_model_cfg(load_text_embedding=embedding_file)
+    extra = dict(test_cfg=test_cfg) if test_cfg else {}
+    model_cfg = tiny_model_cfg(load_text_embedding=embedding_file, **extra)
     cfg_text = f'''custom_imports = dict(imports=['cascade_clip'], allow_failed_imports=False)
 model = {model_cfg!r}
 img_norm_cfg = dict(mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375], to_rgb=True)
 data = dict(test=dict(type='ZeroShotDataset', classes={model_cfg["class_names"]!r}, img_dir='x',
     pipeline=[dict(type='LoadImageFromFile'),
-              dict(type='MultiScaleFlipAug', img_scale=(64, 64), flip=False, transforms=[
+              dict(type='MultiScaleFlipAug', img_scale={img_scale!r}, flip=False, transforms=[
                   dict(type='Resize', keep_ratio=True), dict(type='RandomFlip'),
                   dict(type='Normalize', **img_norm_cfg), dict(type='ImageToTensor', keys=['img']),
                   dict(type='Collect', keys=['img'])])]))
@@ -80,3 +82,16 @@ data = dict(test=dict(type='ZeroShotDataset', classes={model_cfg["class_names"]!
     ckpt = osp.join(d, 'tiny.pth')
     save_checkpoint(model, ckpt, meta=dict(CLASSES=model_cfg['class_names']))
     return cfg, ckpt
+
+
+def write_demo_data(root, num_train, num_val):
+    """The offline demo's data at test size in ``root``: synthetic dataset, text embeddings
+    (width 32) and a tiny CLIP archive (``tiny_clip.pt``)."""
+    import numpy as np
+    from tools.demo_data import synthetic
+    from tools.demo_data.tiny_clip import save_tiny_clip
+    synthetic.make_dataset(root, num_train=num_train, num_val=num_val)
+    np.save(osp.join(root, 'text_embeddings.npy'), synthetic.text_embeddings(32))
+    save_tiny_clip(osp.join(root, 'tiny_clip.pt'), embed_dim=32, image_resolution=64,
+                   vision_patch_size=8, vision_width=64, vision_layers=12, vision_heads=4)
+    return root

@@ -6,12 +6,11 @@ import mmcv
 import numpy as np
 import pytest
 import torch
-from mmcv.runner import save_checkpoint
 
 from cascade_clip.apis import init_model, segment_image
 from cascade_clip.utils import legend_names
 from cascade_clip.models.decode_heads import HeadInputs
-from tests.tiny import build, tiny_model_cfg
+from tests.tiny import build, tiny_model_cfg, write_tiny_files
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
@@ -20,27 +19,12 @@ ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 def tiny_files(tmp_path_factory):
     """A tiny config file of the real structure and a checkpoint trained on 6 classes."""
     d = tmp_path_factory.mktemp('api')
-    torch.manual_seed(0)
-    model_cfg = tiny_model_cfg(test_cfg=dict(mode='slide', crop_size=(64, 64), stride=(48, 48)))
-    cfg_text = f'''custom_imports = dict(imports=['cascade_clip'], allow_failed_imports=False)
-model = {model_cfg!r}
-img_norm_cfg = dict(mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375], to_rgb=True)
-data = dict(test=dict(type='ZeroShotDataset', classes={model_cfg["class_names"]!r}, img_dir='x',
-    pipeline=[dict(type='LoadImageFromFile'),
-              dict(type='MultiScaleFlipAug', img_scale=(96, 64), flip=False, transforms=[
-                  dict(type='Resize', keep_ratio=True), dict(type='RandomFlip'),
-                  dict(type='Normalize', **img_norm_cfg), dict(type='ImageToTensor', keys=['img']),
-                  dict(type='Collect', keys=['img'])])]))
-'''
-    cfg_path = d / 'tiny_cfg.py'
-    cfg_path.write_text(cfg_text)
-    model = build(model_cfg)
-    ckpt = str(d / 'tiny.pth')
-    save_checkpoint(model, ckpt, meta=dict(CLASSES=model_cfg['class_names']))
+    cfg_path, ckpt = write_tiny_files(
+        str(d), test_cfg=dict(mode='slide', crop_size=(64, 64), stride=(48, 48)), img_scale=(96, 64))
     img = (np.random.RandomState(0).rand(50, 90, 3) * 255).astype(np.uint8)
     img_path = str(d / 'photo.jpg')
     mmcv.imwrite(img, img_path)
-    return str(cfg_path), ckpt, img_path, d
+    return cfg_path, ckpt, img_path, d
 
 
 def test_api_custom_vocabulary_non_square(tiny_files):

@@ -7,12 +7,12 @@ import os
 import os.path as osp
 import sys
 
-import numpy as np
 import pytest
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 sys.path.insert(0, osp.join(ROOT, 'tools'))
 import seeds  # noqa: E402
+from tests.tiny import write_demo_data  # noqa: E402
 
 
 def test_aggregate_mean_and_sample_std_by_hand():
@@ -152,14 +152,7 @@ def test_a_failed_seed_is_a_nonzero_exit_naming_it(tmp_path, config, monkeypatch
 
 @pytest.fixture(scope='module')
 def demo_data(tmp_path_factory):
-    from tools.demo_data import synthetic
-    from tools.demo_data.tiny_clip import save_tiny_clip
-    root = str(tmp_path_factory.mktemp('demo'))
-    synthetic.make_dataset(root, num_train=4, num_val=2)
-    np.save(osp.join(root, 'text_embeddings.npy'), synthetic.text_embeddings(32))
-    save_tiny_clip(osp.join(root, 'tiny_clip.pt'), embed_dim=32, image_resolution=64,
-                   vision_patch_size=8, vision_width=64, vision_layers=12, vision_heads=4)
-    return root
+    return write_demo_data(str(tmp_path_factory.mktemp('demo')), num_train=4, num_val=2)
 
 
 def test_relative_paths_mean_the_users_folder(demo_data, tmp_path, monkeypatch):

@@ -14,6 +14,7 @@ import torch
 
 from cascade_clip.utils import safe_load
 
+from tests.tiny import write_demo_data
 from tests.tool_runner import run_tool
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
@@ -23,14 +24,7 @@ PY = sys.executable
 
 @pytest.fixture(scope='module')
 def demo_data(tmp_path_factory):
-    from tools.demo_data import synthetic
-    from tools.demo_data.tiny_clip import save_tiny_clip
-    root = str(tmp_path_factory.mktemp('demo'))
-    synthetic.make_dataset(root, num_train=16, num_val=4)
-    np.save(osp.join(root, 'text_embeddings.npy'), synthetic.text_embeddings(32))
-    save_tiny_clip(osp.join(root, 'tiny_clip.pt'), embed_dim=32, image_resolution=64,
-                   vision_patch_size=8, vision_width=64, vision_layers=12, vision_heads=4)
-    return root
+    return write_demo_data(str(tmp_path_factory.mktemp('demo')), num_train=16, num_val=4)
 
 
 def options(root, iters=2, interval=2):
